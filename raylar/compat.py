@@ -1,0 +1,36 @@
+"""Narrow compatibility fixes for third-party packages, each applied once."""
+
+import sys
+
+_spconv_patched = False
+
+
+def patch_spconv_for_cpu() -> None:
+    """Let spconv 2.3.8 run backward passes on a CPU-only torch.
+
+    spconv's backward asks for the current CUDA stream through
+    ``spconv.pytorch.cppcore.get_current_stream``, which raises "Torch not
+    compiled with CUDA enabled" on a CPU build of torch. Stream 0 is what its
+    CPU kernels expect, so on machines without CUDA the function returns 0.
+    The modules that imported the function by name get the replacement too.
+    Remove this once a spconv release guards the call itself.
+    """
+    global _spconv_patched
+    if _spconv_patched:
+        return
+    import torch
+
+    import spconv.pytorch  # noqa: F401 - loads every module that imports the function
+    from spconv.pytorch import cppcore
+
+    _spconv_patched = True
+    if torch.cuda.is_available():
+        return
+    original = cppcore.get_current_stream
+
+    def current_stream_or_zero() -> int:
+        return 0
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("spconv") and getattr(module, "get_current_stream", None) is original:
+            module.get_current_stream = current_stream_or_zero

@@ -1,0 +1,56 @@
+"""The one logging set-up of raylar: every record carries the Ray worker rank."""
+
+import logging
+import os
+
+FORMAT = "%(asctime)s %(levelname)s [%(rank)s] %(name)s: %(message)s"
+
+
+def _current_rank() -> str:
+    # Ray Train sets up a session only inside train_loop_per_worker; elsewhere
+    # (driver, Ray tasks, plain scripts) the record says "driver" or the pid.
+    try:
+        from ray import train
+
+        context = train.get_context()
+        return f"rank {context.get_world_rank()}"
+    except Exception:  # noqa: BLE001 - no Ray Train session in this process
+        pass
+    try:
+        import ray
+
+        if ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE:
+            return f"task pid {os.getpid()}"
+    except Exception:  # noqa: BLE001 - Ray not started or not importable
+        pass
+    return "driver"
+
+
+class RankFilter(logging.Filter):
+    """Add the ``rank`` attribute to every record that passes through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "rank"):
+            record.rank = _current_rank()
+        return True
+
+
+def setup_logging(level: int | str | None = None) -> None:
+    """Configure the ``raylar`` logger once per process; later calls only change the level."""
+    level = level or os.environ.get("RAYLAR_LOG_LEVEL", "INFO")
+    logger = logging.getLogger("raylar")
+    logger.setLevel(level)
+    if any(getattr(handler, "_raylar", False) for handler in logger.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler._raylar = True
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(RankFilter())
+    logger.addHandler(handler)
+    logger.propagate = False
+
+
+def get_logger(name: str) -> logging.Logger:
+    """Return a logger under ``raylar`` with the shared set-up applied."""
+    setup_logging()
+    return logging.getLogger(name if name.startswith("raylar") else f"raylar.{name}")

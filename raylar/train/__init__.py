@@ -1,0 +1,1 @@
+"""Distributed training on Ray Train (Horovod or Torch DDP backends)."""

@@ -1,0 +1,37 @@
+"""Shared fixtures: one real local Ray cluster per test module."""
+
+import os
+
+import pytest
+
+import raylar  # noqa: F401 - selects Ray Train V1 before any test imports ray.train
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """Start a fresh 2-CPU local Ray cluster for the module and stop it afterwards.
+
+    ``address="local"`` always starts a new cluster, so a test never joins one
+    that ``ray start`` or another process left running on the machine.
+    """
+    import ray
+
+    from raylar.cluster import start_ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    resources = start_ray(
+        address="local",
+        num_cpus=int(os.environ.get("RAYLAR_TEST_CPUS", "2")),
+        object_store_memory=600 * 1024 * 1024,
+    )
+    yield resources
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def artifact_dir():
+    """Folder for files a test leaves for people to look at (screenshots, plots)."""
+    path = os.path.join(os.path.dirname(__file__), "..", "test-artifacts")
+    os.makedirs(path, exist_ok=True)
+    return os.path.abspath(path)
