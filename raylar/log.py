@@ -2,27 +2,28 @@
 
 import logging
 import os
+import sys
 
 FORMAT = "%(asctime)s %(levelname)s [%(rank)s] %(name)s: %(message)s"
 
 
 def _current_rank() -> str:
-    # Ray Train sets up a session only inside train_loop_per_worker; elsewhere
-    # (driver, Ray tasks, plain scripts) the record says "driver" or the pid.
+    # Ray Train (V1) sets up a session only inside train_loop_per_worker;
+    # elsewhere (driver, Ray tasks, plain scripts) the record says so instead.
+    if "ray" not in sys.modules:
+        return "driver"
     try:
-        from ray import train
+        from ray.train._internal.session import get_session
 
-        context = train.get_context()
-        return f"rank {context.get_world_rank()}"
-    except Exception:  # noqa: BLE001 - no Ray Train session in this process
+        session = get_session()
+        if session is not None:
+            return f"rank {session.world_rank}"
+    except (ImportError, AttributeError):
         pass
-    try:
-        import ray
+    import ray
 
-        if ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE:
-            return f"task pid {os.getpid()}"
-    except Exception:  # noqa: BLE001 - Ray not started or not importable
-        pass
+    if ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE:
+        return f"task pid {os.getpid()}"
     return "driver"
 
 

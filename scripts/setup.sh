@@ -38,7 +38,7 @@ if [[ -f "$stamp" && "$(cat "$stamp")" == "$fingerprint" ]]; then
     exit 0
 fi
 
-"$python" -m pip install --quiet --upgrade "pip>=24" "setuptools>=68" wheel
+"$python" -m pip install --quiet --upgrade "pip>=24" "setuptools>=77" wheel
 
 # Horovod's build compiles against the installed torch, so torch comes first.
 torch_pin="$(sed -n 's/^ *"\(torch==[^"]*\)".*/\1/p' "$repo/pyproject.toml")"

@@ -35,3 +35,14 @@ def artifact_dir():
     path = os.path.join(os.path.dirname(__file__), "..", "test-artifacts")
     os.makedirs(path, exist_ok=True)
     return os.path.abspath(path)
+
+
+def _make_test_modules_importable_by_workers() -> None:
+    # Ray pickles test functions by module name; its worker processes inherit
+    # this environment, so they can import the test modules and raylar too.
+    here = os.path.dirname(os.path.abspath(__file__))
+    paths = [here, os.path.dirname(here)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+
+
+_make_test_modules_importable_by_workers()
