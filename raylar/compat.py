@@ -18,9 +18,8 @@ def patch_spconv_for_cpu() -> None:
     global _spconv_patched
     if _spconv_patched:
         return
-    import torch
-
     import spconv.pytorch  # noqa: F401 - loads every module that imports the function
+    import torch
     from spconv.pytorch import cppcore
 
     _spconv_patched = True
