@@ -8,7 +8,7 @@ _spconv_patched = False
 def patch_spconv_for_cpu() -> None:
     """Let spconv 2.3.8 run backward passes on a CPU-only torch.
 
-    spconv's backward asks for the current CUDA stream through
+    spconv's backward requests the current CUDA stream from
     ``spconv.pytorch.cppcore.get_current_stream``, which raises "Torch not
     compiled with CUDA enabled" on a CPU build of torch. Stream 0 is what its
     CPU kernels expect, so on machines without CUDA the function returns 0.

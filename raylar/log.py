@@ -8,8 +8,8 @@ FORMAT = "%(asctime)s %(levelname)s [%(rank)s] %(name)s: %(message)s"
 
 
 def _current_rank() -> str:
-    # Ray Train (V1) sets up a session only inside train_loop_per_worker;
-    # elsewhere (driver, Ray tasks, plain scripts) the record says so instead.
+    # Ray Train (V1) sets up a session only inside train_loop_per_worker. Elsewhere
+    # (driver, Ray tasks, plain scripts) the record names the process kind instead.
     if "ray" not in sys.modules:
         return "driver"
     try:

@@ -1,5 +1,6 @@
 """The installed stack: Horovod on Ray Train V1, resource sizing, Train V1 selection."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import time
 
 import pytest
 
+from raylar.log import FORMAT, RankFilter
 from raylar.train.resources import ResourceRequestError, plan_workers
 
 
@@ -35,6 +37,9 @@ def _horovod_step(config):
     averaged = hvd.allreduce(loss.detach(), name="loss", op=hvd.Average).item()
     local_losses = hvd.allgather_object(loss.item())
     parameters = torch.cat([p.detach().flatten() for p in model.parameters()])
+    record = logging.LogRecord("raylar.test", logging.INFO, __file__, 0, "step done", None, None)
+    RankFilter().filter(record)
+    log_lines = hvd.allgather_object(logging.Formatter(FORMAT).format(record))
     all_parameters = hvd.allgather_object(parameters.tolist())
     train.report(
         {
@@ -42,6 +47,7 @@ def _horovod_step(config):
             "local_losses": local_losses,
             "parameters": all_parameters,
             "world_size": hvd.size(),
+            "log_lines": log_lines,
             "train_v2_variable": os.environ.get("RAY_TRAIN_V2_ENABLED"),
         }
     )
@@ -66,6 +72,8 @@ def test_horovod_two_workers_average_loss(ray_cluster):
     assert metrics["averaged_loss"] == pytest.approx(sum(local_losses) / 2, rel=1e-6)
     first, second = metrics["parameters"]
     assert first == second
+    assert "[rank 0] raylar.test: step done" in metrics["log_lines"][0]
+    assert "[rank 1] raylar.test: step done" in metrics["log_lines"][1]
 
 
 def test_plan_workers_rejects_too_many(ray_cluster):
