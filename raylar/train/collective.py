@@ -1,0 +1,106 @@
+"""The few collective operations the training loop needs, for Horovod and for Torch DDP.
+
+The loop calls only these methods, so it reads the same for both backends:
+Horovod's ``DistributedOptimizer`` or DDP's gradient hooks average the
+gradients, and ``allreduce_mean``/``allreduce_sum``/``allgather_object``
+average the per-batch figures and gather the uniqueness audit.
+"""
+
+import torch
+
+from raylar.log import get_logger
+
+logger = get_logger(__name__)
+
+
+class HorovodCollective:
+    """Horovod (Gloo on CPU, NCCL on GPU when Horovod was built with it)."""
+
+    name = "horovod"
+
+    def __init__(self):
+        import horovod.torch as hvd
+
+        hvd.init()
+        self.hvd = hvd
+        self.rank = hvd.rank()
+        self.world_size = hvd.size()
+        self.local_rank = hvd.local_rank()
+
+    def wrap(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer):
+        """Broadcast rank 0's weights and optimizer state, and average gradients from now on."""
+        hvd = self.hvd
+        hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+        hvd.broadcast_optimizer_state(optimizer, root_rank=0)
+        optimizer = hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters())
+        return model, optimizer
+
+    def allreduce_mean(self, values: torch.Tensor, name: str) -> torch.Tensor:
+        return self.hvd.allreduce(values, op=self.hvd.Average, name=name)
+
+    def allreduce_sum(self, values: torch.Tensor, name: str) -> torch.Tensor:
+        return self.hvd.allreduce(values, op=self.hvd.Sum, name=name)
+
+    def allgather_object(self, value) -> list:
+        return self.hvd.allgather_object(value)
+
+    def barrier(self) -> None:
+        self.hvd.allreduce(torch.zeros(1), name="barrier")
+
+
+class TorchCollective:
+    """``torch.distributed`` as Ray's ``TorchTrainer`` sets it up (Gloo on CPU, NCCL on GPU)."""
+
+    name = "torch"
+
+    def __init__(self):
+        import torch.distributed as dist
+
+        self.dist = dist
+        self.rank = dist.get_rank()
+        self.world_size = dist.get_world_size()
+        from ray import train
+
+        self.local_rank = train.get_context().get_local_rank()
+
+    def wrap(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer):
+        """Wrap the model in DDP, which broadcasts rank 0's weights and averages gradients."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.local_rank] if torch.cuda.is_available() else None
+        wrapped = DistributedDataParallel(model, device_ids=device_ids)
+        # DDP keeps the module's attributes on .module; the loop reads input_kind from it.
+        wrapped.input_kind = getattr(model, "input_kind", "dense")
+        return wrapped, optimizer
+
+    def allreduce_mean(self, values: torch.Tensor, name: str) -> torch.Tensor:
+        values = values.clone()
+        self.dist.all_reduce(values, op=self.dist.ReduceOp.SUM)
+        return values / self.world_size
+
+    def allreduce_sum(self, values: torch.Tensor, name: str) -> torch.Tensor:
+        values = values.clone()
+        self.dist.all_reduce(values, op=self.dist.ReduceOp.SUM)
+        return values
+
+    def allgather_object(self, value) -> list:
+        gathered = [None] * self.world_size
+        self.dist.all_gather_object(gathered, value)
+        return gathered
+
+    def barrier(self) -> None:
+        self.dist.barrier()
+
+
+def start_collective(backend: str):
+    """Initialise the collective layer of ``backend`` inside a Ray Train worker."""
+    if backend == "horovod":
+        return HorovodCollective()
+    if backend == "torch":
+        return TorchCollective()
+    raise ValueError(f"unknown backend {backend!r}; expected 'horovod' or 'torch'")
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """Return the model inside a DDP wrapper, or the model itself."""
+    return getattr(model, "module", model)
