@@ -1,0 +1,108 @@
+"""JishNet: the dense convolutional classifier of whole collection-plane images."""
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from raylar.models.config import (
+    DEFAULT_CHANNELS,
+    POOL_WINDOWS,
+    ModelConfigError,
+    check_channels,
+    image_shape,
+    pooled_shapes,
+)
+from raylar.models.layers import DenseBlock, make_head
+
+# Blocks run under activation checkpointing when ``checkpointing=True``.
+CHECKPOINTED_BLOCKS = 2
+
+
+class JishNet(nn.Module):
+    """Four blocks of 5 x 5 convolution, ReLU and max pooling (5, 5, 4, 4), then 256, 32 and 5 units.
+
+    Input is a float32 tensor (batch, 1, rows, cols); output is the 5 class
+    logits (softmax belongs to the loss). At 3600 x 3600 the last block leaves a
+    9 x 9 map; any side from 400 pixels up builds, pooling with floor division.
+
+    Default widths 12/24/48/96, and why a batch of 7 full-size events fits 16 GB:
+    one float32 map of 3600 x 3600 pixels is 51.84 MB per channel. Training with
+    the plain layer order keeps the input, the first block's ReLU output (C1
+    maps) and the smaller pooled maps and indices until the backward pass, and
+    the first block's backward pass adds two more full-size gradients (the
+    pooling's and the ReLU's), so the peak is about (1 + 3 * C1) * 51.84 MB plus
+    about 0.1 GB for the later blocks. With C1 = 12 that estimate is 1.99 GB per
+    event; measured on CPU (1200 x 1200 scaled by 9, benchmarks/bench_models.py)
+    it is 2.13 GB. Seven events take 14.9 GB and leave about 1 GB of a 16 GB GPU
+    for weights, optimizer state, the CUDA context and convolution workspace;
+    eight take 17.0 GB and do not fit. With C1 = 16 (2.76 GB measured per event)
+    only five would fit, with C1 = 13 seven would leave 0.04 GB.
+    NOTE: the GPU figures are estimates from the CPU measurement; cuDNN's
+    workspace differs by algorithm, and bench_models_gpu.py measures them.
+
+    Options, all off by default:
+
+    - ``checkpointing``: recompute the first two blocks in the backward pass
+      instead of keeping their activations (``torch.utils.checkpoint``).
+    - ``bf16_autocast``: run the network under ``torch.autocast`` in bfloat16
+      on the input's device; logits are returned in float32.
+    - ``fused_pooling``: pool before the ReLU in one autograd node that keeps
+      only the pooled output and argmax indices (same output, less memory).
+    - ``channels_last``: keep the convolutions' tensors in NHWC layout.
+    """
+
+    input_kind = "dense"
+
+    def __init__(
+        self,
+        image_size,
+        channels=DEFAULT_CHANNELS,
+        checkpointing: bool = False,
+        bf16_autocast: bool = False,
+        fused_pooling: bool = False,
+        channels_last: bool = False,
+    ):
+        super().__init__()
+        self.image_shape = image_shape(image_size)
+        self.channels = check_channels(channels)
+        self.checkpointing = bool(checkpointing)
+        self.bf16_autocast = bool(bf16_autocast)
+        self.fused_pooling = bool(fused_pooling)
+        self.channels_last = bool(channels_last)
+
+        widths = (1, *self.channels)
+        self.blocks = nn.ModuleList(
+            DenseBlock(widths[i], widths[i + 1], window, fused=self.fused_pooling)
+            for i, window in enumerate(POOL_WINDOWS)
+        )
+        rows, cols = pooled_shapes(self.image_shape)[-1]
+        self.head = make_head(self.channels[-1] * rows * cols)
+        if self.channels_last:
+            self.blocks.to(memory_format=torch.channels_last)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self._check_input(images)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if not self.bf16_autocast:
+            return self._logits(images)
+        with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16):
+            logits = self._logits(images)
+        return logits.float()
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        for index, block in enumerate(self.blocks):
+            if self.checkpointing and index < CHECKPOINTED_BLOCKS and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return self.head(torch.flatten(x, 1))
+
+    def _check_input(self, images: torch.Tensor) -> None:
+        expected = (1, *self.image_shape)
+        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+            raise ModelConfigError(
+                f"JishNet built for images of {self.image_shape[0]} x {self.image_shape[1]} "
+                f"got a tensor of shape {tuple(images.shape)}: expected (batch, {expected[0]}, "
+                f"{expected[1]}, {expected[2]}) with exactly 1 channel"
+            )

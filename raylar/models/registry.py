@@ -1,0 +1,120 @@
+"""Build the classifiers by name and describe their size and cost."""
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from raylar.log import get_logger
+from raylar.models import flops
+from raylar.models.config import ModelConfigError, image_shape
+from raylar.models.jishnet import JishNet
+from raylar.models.scnet import SCNet
+
+log = get_logger(__name__)
+
+MODELS = {"jishnet": JishNet, "scnet": SCNet}
+OPTIONS = {
+    "jishnet": ("channels", "checkpointing", "bf16_autocast", "fused_pooling", "channels_last"),
+    "scnet": ("channels",),
+}
+
+
+def build_model(name: str, image_size, **options) -> nn.Module:
+    """Build ``jishnet`` or ``scnet`` for square images of ``image_size`` pixels a side.
+
+    ``image_size`` may also be a (rows, cols) pair. Options are the model
+    class's keyword arguments (see :class:`JishNet` and :class:`SCNet`). The
+    parameter count, activation memory and forward FLOPs per event are logged.
+    """
+    key = name.lower() if isinstance(name, str) else name
+    if key not in MODELS:
+        raise ModelConfigError(
+            f"unknown model {name!r}: expected one of {', '.join(sorted(MODELS))}"
+        )
+    unknown = sorted(set(options) - set(OPTIONS[key]))
+    if unknown:
+        raise ModelConfigError(
+            f"unknown option(s) {', '.join(unknown)} for model {key!r}: "
+            f"it takes {', '.join(OPTIONS[key])}"
+        )
+    model = MODELS[key](image_size, **options)
+    description = describe_model(model, image_size)
+    log.info(
+        "built %s for %s images: %s parameters, %s per event, %s",
+        key,
+        "x".join(str(side) for side in description["image_shape"]),
+        f"{description['parameters']:,}",
+        _format_memory(description),
+        _format_flops(description),
+    )
+    return model
+
+
+def describe_model(model: nn.Module, image_size, active_sites: Sequence[int] | None = None) -> dict:
+    """Return the parameter count, activation bytes and forward FLOPs per event of a built model.
+
+    For SCNet the memory and FLOPs depend on the hits: pass ``active_sites``
+    (active sites of one event entering each block, e.g. ``last_active_sites``
+    after a one-event forward pass) to get them; without it they are ``None``
+    and ``flops_per_active_site`` gives the per-site cost of each block.
+    """
+    shape = image_shape(image_size)
+    parameters = sum(p.numel() for p in model.parameters())
+    description = {
+        "model": type(model).__name__.lower(),
+        "input_kind": model.input_kind,
+        "image_shape": list(shape),
+        "channels": list(model.channels),
+        "parameters": int(parameters),
+    }
+    if model.input_kind == "dense":
+        costs = flops.dense_layer_costs(shape, model.channels)
+        memory = flops.dense_memory(
+            shape,
+            model.channels,
+            checkpointing=model.checkpointing,
+            fused_pooling=model.fused_pooling,
+            bf16_autocast=model.bf16_autocast,
+        )
+        description.update(
+            options={
+                "checkpointing": model.checkpointing,
+                "bf16_autocast": model.bf16_autocast,
+                "fused_pooling": model.fused_pooling,
+                "channels_last": model.channels_last,
+            },
+            activation_bytes_per_event=memory["activation_bytes"],
+            peak_training_bytes_per_event=memory["peak_training_bytes"],
+            forward_flops_per_event=sum(cost.forward_flops for cost in costs),
+            training_flops_per_event=sum(
+                cost.forward_flops + cost.backward_flops for cost in costs
+            ),
+        )
+        return description
+
+    description["flops_per_active_site"] = flops.sparse_flops_per_site(model.channels)
+    if active_sites is None:
+        description.update(activation_bytes_per_event=None, forward_flops_per_event=None)
+    else:
+        description.update(
+            active_sites=list(active_sites),
+            activation_bytes_per_event=flops.sparse_activation_bytes(model.channels, active_sites),
+            forward_flops_per_event=flops.sparse_forward_flops(model.channels, shape, active_sites),
+        )
+    return description
+
+
+def _format_memory(description: dict) -> str:
+    if description["activation_bytes_per_event"] is None:
+        return "activation memory proportional to the active sites"
+    text = f"{description['activation_bytes_per_event'] / 1e9:.2f} GB of activations"
+    if "peak_training_bytes_per_event" in description:
+        text += f" ({description['peak_training_bytes_per_event'] / 1e9:.2f} GB peak in training)"
+    return text
+
+
+def _format_flops(description: dict) -> str:
+    if description["forward_flops_per_event"] is None:
+        per_site = ", ".join(f"{f / 1e3:.1f}k" for f in description["flops_per_active_site"])
+        return f"forward FLOPs per active site by block at most {per_site}"
+    return f"{description['forward_flops_per_event'] / 1e9:.2f} GFLOP forward"
