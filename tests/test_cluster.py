@@ -1,0 +1,241 @@
+"""Cluster files and batch scripts: Ray's config validation, shellcheck, and
+the Slurm script's Ray start-up run on this machine with a stand-in ``srun``.
+
+These tests install Debian's shellcheck when it is missing (apt-get), and
+start Ray heads of their own on 127.0.0.1 that they stop by process id.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+CLUSTER = REPO / "cluster"
+VENV_BIN = REPO / ".venv" / "bin"
+SCRIPTS = ["marianas.slurm", "summitdev.lsf", "marianas-env.sh", "summitdev-env.sh"]
+
+_apt_updated = False
+
+
+def ensure_debian_packages(commands: dict[str, str]) -> None:
+    """Install the Debian package of each missing command (``{command: package}``)."""
+    global _apt_updated
+    missing = sorted({package for command, package in commands.items() if shutil.which(command) is None})
+    if not missing:
+        return
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if not _apt_updated:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=environment, timeout=300)
+        _apt_updated = True
+    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=environment, timeout=600)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def ray_head_processes(port: int) -> list[psutil.Process]:
+    """Return every process of the Ray head whose GCS listens on ``port``.
+
+    The GCS command line names the session folder; the other daemons name it
+    too, and the raylet's children (workers, agents) rename themselves, so they
+    are found as its descendants.
+    """
+    session = None
+    for process in psutil.process_iter(["cmdline"]):
+        arguments = process.info["cmdline"] or []
+        if f"--gcs_server_port={port}" in arguments:
+            session = next((a.split("=", 1)[1] for a in arguments if a.startswith("--session-name=")), None)
+            break
+    if session is None:
+        return []
+    found = {}
+    for process in psutil.process_iter(["cmdline"]):
+        if any(session in argument for argument in process.info["cmdline"] or []):
+            found[process.pid] = process
+    for process in list(found.values()):
+        try:
+            for child in process.children(recursive=True):
+                found[child.pid] = child
+        except psutil.NoSuchProcess:
+            pass
+    return list(found.values())
+
+
+def stop_ray_head(port: int) -> None:
+    """Stop the Ray head on ``port`` by process id, unlike ``ray stop``, which
+    stops every Ray process on the machine, other users' clusters included."""
+    processes = ray_head_processes(port)
+    for process in processes:
+        try:
+            process.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(processes, timeout=15)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    current = Path("/tmp/ray/ray_current_cluster")
+    try:
+        if current.read_text().strip().endswith(f":{port}"):
+            current.unlink()
+    except FileNotFoundError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def shellcheck():
+    ensure_debian_packages({"shellcheck": "shellcheck"})
+    return shutil.which("shellcheck")
+
+
+# -- cluster launcher files -------------------------------------------------
+
+
+def prepared_ray_config(path: Path) -> dict:
+    """Run Ray's own preparation and schema validation on a cluster file."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = prepare_config(yaml.safe_load(path.read_text()))
+    validate_config(config)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("name", "workers", "gpus"),
+    [("summitdev.yaml", 49, 4), ("marianas.yaml", 6, 2), ("local.yaml", 0, 0)],
+)
+def test_cluster_file_passes_ray_validation(name, workers, gpus):
+    config = prepared_ray_config(CLUSTER / name)
+    node_type = config["available_node_types"][config["head_node_type"]]
+
+    assert config["provider"]["type"] == "local"
+    assert len(config["provider"]["worker_ips"]) == workers
+    assert node_type["max_workers"] == workers
+    assert node_type["min_workers"] == workers
+    assert any(f"--num-gpus={gpus}" in command for command in config["head_start_ray_commands"])
+    if workers:
+        assert any(f"--num-gpus={gpus}" in command for command in config["worker_start_ray_commands"])
+
+
+def test_ray_validation_rejects_unknown_field(tmp_path):
+    config = yaml.safe_load((CLUSTER / "summitdev.yaml").read_text())
+    config["worker_count"] = 49
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump(config))
+
+    import jsonschema
+
+    with pytest.raises(jsonschema.ValidationError, match="worker_count"):
+        prepared_ray_config(broken)
+
+
+def test_local_cluster_has_no_ray_stop():
+    # `ray stop` stops every Ray process on a machine, so on a shared machine
+    # the local cluster must not run it.
+    config = yaml.safe_load((CLUSTER / "local.yaml").read_text())
+    commands = config["setup_commands"] + config["head_start_ray_commands"]
+
+    assert not any("ray stop" in command for command in commands)
+
+
+# -- batch scripts ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_script_passes_bash_syntax_check(name):
+    result = subprocess.run(["bash", "-n", str(CLUSTER / name)], capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_script_passes_shellcheck(shellcheck, name):
+    result = subprocess.run(
+        [shellcheck, "-x", f"cluster/{name}"], cwd=REPO, capture_output=True, text=True
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["marianas.slurm", "summitdev.lsf"])
+def test_script_without_command_prints_usage(name):
+    result = subprocess.run(["bash", str(CLUSTER / name)], capture_output=True, text=True, timeout=30)
+
+    assert result.returncode == 2
+    assert "usage:" in result.stderr
+
+
+STAND_IN_SRUN = """#!/bin/bash
+# Stand-in for Slurm's srun on one machine: drop srun's options, run the command here.
+while [[ $# -gt 0 && $1 == -* ]]; do shift; done
+exec "$@"
+"""
+
+STAND_IN_SCONTROL = """#!/bin/bash
+# Stand-in for `scontrol show hostnames LIST` with a comma-separated LIST.
+[[ $1 == show && $2 == hostnames ]] || exit 1
+tr ',' '\\n' <<< "$3"
+"""
+
+RESOURCES_JOB = (
+    "import json, ray; ray.init(logging_level='WARNING'); "
+    "print('RESOURCES ' + json.dumps(ray.cluster_resources()))"
+)
+
+
+def test_slurm_script_starts_ray_and_runs_command(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in [("srun", STAND_IN_SRUN), ("scontrol", STAND_IN_SCONTROL)]:
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env_script = tmp_path / "env.sh"
+    env_script.write_text(f'export PATH="{VENV_BIN}:$PATH"\nexport RAY_AUTH_MODE=token\n')
+    port = free_port()
+    environment = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "SLURM_JOB_NODELIST": "localhost",
+        "SLURM_SUBMIT_DIR": str(REPO),
+        "SLURM_CPUS_PER_TASK": "2",
+        "SLURM_GPUS_ON_NODE": "0",
+        "RAYLAR_ENV_SCRIPT": str(env_script),
+        "RAYLAR_RAY_PORT": str(port),
+        "RAYLAR_RAY_START_OPTIONS": "--object-store-memory=300000000 --include-dashboard=false",
+        "RAYLAR_START_TIMEOUT_S": "90",
+    }
+    environment.pop("RAY_ADDRESS", None)
+
+    try:
+        result = subprocess.run(
+            ["bash", str(CLUSTER / "marianas.slurm"), "python", "-c", RESOURCES_JOB],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        remaining = ray_head_processes(port)
+    finally:
+        stop_ray_head(port)
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert f"Ray head on localhost (127.0.0.1:{port})" in result.stdout
+    resources = json.loads(result.stdout.split("RESOURCES ", 1)[1].splitlines()[0])
+    assert resources["CPU"] == 2
+    assert resources.get("GPU", 0) == 0
+    assert "raylar: Ray stopped" in result.stdout
+    assert remaining == [], f"Ray processes left after the script: {[p.pid for p in remaining]}"
