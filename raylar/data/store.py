@@ -113,7 +113,7 @@ class EventStore:
             block_ref, info_ref = encode_slice.remote(source, start, stop, codec, compressor, level)
             block_refs.append(block_ref)
             info_refs.append(info_ref)
-        infos = _get_unwrapped(info_refs)
+        infos = _get_unwrapped(info_refs, block_refs)
         ray.wait(block_refs, num_returns=len(block_refs), fetch_local=False)
         dlt_s = time.perf_counter() - start_time
 
@@ -211,13 +211,22 @@ def _encode_slice(source: EventSource, start: int, stop: int, codec: str, compre
     return block, info
 
 
-def _get_unwrapped(refs: list):
-    """``ray.get`` that re-raises raylar's data errors from a task without Ray's wrapper."""
+def _get_unwrapped(refs: list, other_refs: list):
+    """``ray.get`` that re-raises raylar's data errors from a task without Ray's wrapper.
+
+    On failure the errors of all ``refs`` and ``other_refs`` are collected, so
+    Ray does not log them again as unhandled.
+    """
     import ray
 
     try:
         return ray.get(refs)
     except ray.exceptions.RayTaskError as error:
+        for ref in [*refs, *other_refs]:
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayError:
+                pass
         cause = getattr(error, "cause", None)
         if isinstance(cause, DataValidationError | DataFormatError | CodecError | IndexError):
             raise cause from None
