@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     from raylar.train.checkpoint import CheckpointNotFoundError
     from raylar.train.resources import ResourceRequestError
 
+    ray_was_running = ray.is_initialized()
     start_ray(address=args.address, object_store_memory=1024**3 if not args.address else None)
     try:
         from raylar.train.backends import check_resume
@@ -149,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:
-        ray.shutdown()
+        if not ray_was_running:
+            ray.shutdown()
     print(
         f"{summary.get('status')}: val accuracy {summary.get('val_accuracy', float('nan')):.4f} "
         f"+- {summary.get('val_accuracy_err', float('nan')):.4f} on {summary.get('val_events')} events, "

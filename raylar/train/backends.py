@@ -140,8 +140,17 @@ def check_store(config: TrainConfig, store) -> None:
 
 
 def check_resume(config: TrainConfig) -> None:
-    """Raise when ``--resume`` names no checkpoint or one the run cannot continue from."""
+    """Raise when ``--resume`` names no checkpoint or one the run cannot continue from.
+
+    A new run (no ``--resume``) must not write into the run directory of
+    another run, whose logs and checkpoints it would mix with its own.
+    """
     if not config.run.resume:
+        if config.run.output and (Path(config.run.output) / "checkpoints" / "latest").exists():
+            raise ConfigError(
+                f"the output directory {config.run.output!r} already holds a run; continue it with "
+                f"--resume {config.run.output} or choose a new --output"
+            )
         return
     state = load_checkpoint(find_checkpoint(config.run.resume))
     if state["next_batch"] and state["world_size"] != config.backend.workers:

@@ -36,7 +36,11 @@ def validate(model, split, collective, batch_size: int, device, prefetch: int = 
     counts = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     loss_sum = 0.0
     was_training = model.training
-    model.eval()
+    # NOTE: spconv 2.3.8 fuses the bias into its kernel in eval mode, which its CPU path rejects
+    # ("cpu don't support act and bias"). The networks have no dropout or batch norm, so SCNet on
+    # a CPU is evaluated in training mode (under no_grad) with the same result.
+    sparse_on_cpu = model.input_kind == "sparse" and torch.device(device).type == "cpu"
+    model.train(sparse_on_cpu)
     with torch.no_grad():
         for batch in loader:
             labels = torch.as_tensor(batch.labels, dtype=torch.long, device=device)
