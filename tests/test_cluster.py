@@ -7,6 +7,7 @@ start Ray heads of their own on 127.0.0.1 that they stop by process id.
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -27,14 +28,18 @@ _apt_updated = False
 def ensure_debian_packages(commands: dict[str, str]) -> None:
     """Install the Debian package of each missing command (``{command: package}``)."""
     global _apt_updated
-    missing = sorted({package for command, package in commands.items() if shutil.which(command) is None})
+    missing = sorted(
+        {package for command, package in commands.items() if shutil.which(command) is None}
+    )
     if not missing:
         return
     environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     if not _apt_updated:
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=environment, timeout=300)
         _apt_updated = True
-    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=environment, timeout=600)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", *missing], check=True, env=environment, timeout=600
+    )
 
 
 def free_port() -> int:
@@ -54,7 +59,9 @@ def ray_head_processes(port: int) -> list[psutil.Process]:
     for process in psutil.process_iter(["cmdline"]):
         arguments = process.info["cmdline"] or []
         if f"--gcs_server_port={port}" in arguments:
-            session = next((a.split("=", 1)[1] for a in arguments if a.startswith("--session-name=")), None)
+            session = next(
+                (a.split("=", 1)[1] for a in arguments if a.startswith("--session-name=")), None
+            )
             break
     if session is None:
         return []
@@ -127,7 +134,9 @@ def test_cluster_file_passes_ray_validation(name, workers, gpus):
     assert node_type["min_workers"] == workers
     assert any(f"--num-gpus={gpus}" in command for command in config["head_start_ray_commands"])
     if workers:
-        assert any(f"--num-gpus={gpus}" in command for command in config["worker_start_ray_commands"])
+        assert any(
+            f"--num-gpus={gpus}" in command for command in config["worker_start_ray_commands"]
+        )
 
 
 def test_ray_validation_rejects_unknown_field(tmp_path):
@@ -172,7 +181,9 @@ def test_script_passes_shellcheck(shellcheck, name):
 
 @pytest.mark.parametrize("name", ["marianas.slurm", "summitdev.lsf"])
 def test_script_without_command_prints_usage(name):
-    result = subprocess.run(["bash", str(CLUSTER / name)], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        ["bash", str(CLUSTER / name)], capture_output=True, text=True, timeout=30
+    )
 
     assert result.returncode == 2
     assert "usage:" in result.stderr
@@ -189,6 +200,13 @@ STAND_IN_SCONTROL = """#!/bin/bash
 [[ $1 == show && $2 == hostnames ]] || exit 1
 tr ',' '\\n' <<< "$3"
 """
+
+def printed_resources(output: str) -> dict:
+    """Return the resources that RESOURCES_JOB printed (its command line may be echoed too)."""
+    match = re.search(r"^RESOURCES (\{.*\})\s*$", output, re.MULTILINE)
+    assert match, f"the job printed no resources: {output[-3000:]}"
+    return json.loads(match.group(1))
+
 
 RESOURCES_JOB = (
     "import json, ray; ray.init(logging_level='WARNING'); "
@@ -234,8 +252,181 @@ def test_slurm_script_starts_ray_and_runs_command(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert f"Ray head on localhost (127.0.0.1:{port})" in result.stdout
-    resources = json.loads(result.stdout.split("RESOURCES ", 1)[1].splitlines()[0])
+    resources = printed_resources(result.stdout)
     assert resources["CPU"] == 2
     assert resources.get("GPU", 0) == 0
     assert "raylar: Ray stopped" in result.stdout
     assert remaining == [], f"Ray processes left after the script: {[p.pid for p in remaining]}"
+
+
+# -- ray up / exec / down over SSH to 127.0.0.1 ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_sshd(tmp_path_factory):
+    """Run an SSH server of the test's own on 127.0.0.1:22 that accepts only a
+    key made for the test, logging in as root; stop it by process id afterwards.
+
+    Ray's launcher has no SSH-port setting, so the port must be 22.
+    """
+    ensure_debian_packages(
+        {"/usr/sbin/sshd": "openssh-server", "rsync": "rsync", "ssh": "openssh-client"}
+    )
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 22)) == 0:
+            pytest.fail(
+                "127.0.0.1:22 is already in use; stop that SSH server before running this test"
+            )
+
+    folder = tmp_path_factory.mktemp("sshd")
+    host_key, user_key = folder / "host_key", folder / "user_key"
+    for key in (host_key, user_key):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    (folder / "authorized_keys").write_text((folder / "user_key.pub").read_text())
+    config = folder / "sshd_config"
+    # StrictModes is off because the key files live under /tmp, which is
+    # world-writable; nothing outside this folder is read for logins.
+    config.write_text(
+        "\n".join(
+            [
+                "ListenAddress 127.0.0.1",
+                "Port 22",
+                f"HostKey {host_key}",
+                f"PidFile {folder / 'sshd.pid'}",
+                f"AuthorizedKeysFile {folder / 'authorized_keys'}",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "PermitRootLogin prohibit-password",
+                "AllowUsers root",
+                "StrictModes no",
+                "UsePAM no",
+                "",
+            ]
+        )
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation folder
+    log = open(folder / "sshd.log", "w")
+    server = subprocess.Popen(
+        ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        for _ in range(50):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", 22)) == 0:
+                    break
+            if server.poll() is not None:
+                pytest.fail(
+                    f"sshd exited with {server.returncode}: {(folder / 'sshd.log').read_text()}"
+                )
+            subprocess.run(["sleep", "0.1"])
+        yield {"key": user_key, "folder": folder}
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def ssh_command(key: Path, command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            "ssh",
+            "-i",
+            str(key),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "root@127.0.0.1",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def filled_local_config(key: Path, port: int, name: str) -> str:
+    """Return cluster/local.yaml with this checkout, the test's key and port filled in."""
+    text = (CLUSTER / "local.yaml").read_text()
+    for marker in (
+        "~/raylar/",
+        "ssh_private_key: ~/.ssh/id_ed25519",
+        "--port=6379",
+        "cluster_name: raylar-local",
+    ):
+        assert marker in text, f"cluster/local.yaml no longer contains {marker!r}; update this test"
+    text = text.replace("~/raylar/", f"{REPO}/")
+    text = text.replace("ssh_private_key: ~/.ssh/id_ed25519", f"ssh_private_key: {key}")
+    text = text.replace("--port=6379", f"--port={port}")
+    return text.replace("cluster_name: raylar-local", f"cluster_name: {name}")
+
+
+def test_ray_up_local_cluster_runs_training(local_sshd, tmp_path):
+    key = local_sshd["key"]
+    login_path = ssh_command(key, "command -v ray || true")
+    assert login_path.returncode == 0, login_path.stderr
+    # `ray down` runs a bare `ray stop` on the head, which would stop every Ray
+    # process on this shared machine if `ray` were on the login PATH.
+    assert login_path.stdout.strip() == "", (
+        f"`ray` is on root's login PATH ({login_path.stdout.strip()})"
+    )
+
+    port = free_port()
+    name = f"raylar-test-{os.getpid()}"
+    config = tmp_path / "local.yaml"
+    config.write_text(filled_local_config(key, port, name))
+    run_dir = tmp_path / "run"
+    home = Path.home()
+    launcher_files = [home / "ray_bootstrap_config.yaml", home / "ray_bootstrap_key.pem"]
+    existing = {path for path in launcher_files if path.exists()}
+    ray_cli = str(VENV_BIN / "ray")
+    environment = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+
+    def launcher(*arguments, timeout=240):
+        return subprocess.run(
+            [ray_cli, *arguments], capture_output=True, text=True, timeout=timeout, env=environment
+        )
+
+    job_environment = f"cd {REPO} && RAY_AUTH_MODE=token RAY_ADDRESS=127.0.0.1:{port}"
+    resources_job = f'{job_environment} .venv/bin/python -c "{RESOURCES_JOB}"'
+    training_job = (
+        f"{job_environment} .venv/bin/python -m raylar.train --simulate 48 --downsample 9 "
+        f"--model jishnet --workers 2 --epochs 1 --batch-size 4 --budget 120s --output {run_dir}"
+    )
+    try:
+        up = launcher("up", "-y", "--no-config-cache", str(config))
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+
+        resources = launcher("exec", str(config), resources_job, timeout=120)
+        assert resources.returncode == 0, resources.stdout[-3000:] + resources.stderr[-3000:]
+        figures = printed_resources(resources.stdout)
+        assert figures["CPU"] == 2
+
+        training = launcher("exec", str(config), training_job, timeout=240)
+        assert training.returncode == 0, training.stdout[-3000:] + training.stderr[-3000:]
+    finally:
+        stop_ray_head(port)
+        down = launcher("down", "-y", str(config), timeout=120)
+        stop_ray_head(port)
+        for path in launcher_files:
+            if path not in existing:
+                path.unlink(missing_ok=True)
+        for suffix in ("lock", "state"):
+            Path(f"/tmp/ray/cluster-{name}.{suffix}").unlink(missing_ok=True)
+
+    assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-3000:]
+    assert ray_head_processes(port) == []
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["world_size"] == 2
+    assert summary["epochs_finished"] == 1
+    assert (run_dir / "workers" / "rank0.csv").is_file()
+    assert (run_dir / "workers" / "rank1.csv").is_file()
