@@ -14,6 +14,8 @@ and every pending photon to its next interaction, so the Python loop runs once p
 longest-lived particle chain, not once per particle.
 """
 
+from functools import lru_cache
+
 import numpy as np
 
 from raylar.sim import material as lar
@@ -142,11 +144,28 @@ def soft_radiation_per_cm(energy) -> np.ndarray:
     return energy * (4.0 / 3.0 * y - 2.0 / 3.0 * y * y + y**3 / 3.0) / lar.RADIATION_LENGTH_CM
 
 
+@lru_cache(maxsize=1)
+def _attenuation_table():
+    log_energy = np.linspace(np.log(1e-3), np.log(2e5), 3000)
+    energy = np.exp(log_energy)
+    rows = [
+        pair_attenuation(energy),
+        compton_attenuation(energy),
+        photoabsorption_attenuation(energy),
+    ]
+    return log_energy, np.stack(rows)
+
+
+def attenuation(energy) -> np.ndarray:
+    """Return (3, n) attenuation coefficients in 1/cm: pair, Compton, photoabsorption (tabulated)."""
+    log_energy, table = _attenuation_table()
+    x = np.log(np.maximum(energy, 1e-3))
+    return np.stack([np.interp(x, log_energy, row) for row in table])
+
+
 def photon_interactions(rng, energy):
     """Draw each photon's distance to its next interaction (cm) and its kind (0 pair, 1 Compton, 2 absorption)."""
-    mu = np.stack(
-        [pair_attenuation(energy), compton_attenuation(energy), photoabsorption_attenuation(energy)]
-    )
+    mu = attenuation(energy)
     total = mu.sum(axis=0)
     distance = rng.exponential(1.0, energy.size) / total
     pick = rng.random(energy.size) * total

@@ -66,14 +66,25 @@ def isotropic_directions(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.stack([sin_theta * np.cos(phi), sin_theta * np.sin(phi), cos_theta], axis=1)
 
 
+def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Return the row-wise cross product of (n, 3) arrays (numpy.cross is slow on small arrays)."""
+    ax, ay, az = a[..., 0], a[..., 1], a[..., 2]
+    bx, by, bz = b[..., 0], b[..., 1], b[..., 2]
+    return np.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], axis=-1)
+
+
 def perpendicular_basis(directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return two unit vectors (n, 3) that form a right-handed frame with each direction."""
+    """Return two unit vectors (n, 3) that form a right-handed frame with each unit direction."""
     d = np.atleast_2d(directions)
-    helper = np.where(np.abs(d[:, 2:3]) < 0.9, [[0.0, 0.0, 1.0]], [[1.0, 0.0, 0.0]])
-    u = np.cross(helper, d)
-    u /= np.linalg.norm(u, axis=1, keepdims=True)
-    v = np.cross(d, u)
-    return u, v
+    dx, dy, dz = d[:, 0], d[:, 1], d[:, 2]
+    near_z = np.abs(dz) >= 0.9
+    # u = z x d, or x x d when d is close to z; both are then normalised.
+    ux = np.where(near_z, 0.0, -dy)
+    uy = np.where(near_z, -dz, dx)
+    uz = np.where(near_z, dy, 0.0)
+    norm = np.sqrt(ux * ux + uy * uy + uz * uz)
+    u = np.stack([ux, uy, uz], axis=1) / norm[:, None]
+    return u, cross(d, u)
 
 
 def rotate_directions(directions, theta, phi) -> np.ndarray:
@@ -84,7 +95,7 @@ def rotate_directions(directions, theta, phi) -> np.ndarray:
     out = d * np.cos(theta)[:, None] + sin_theta * (
         np.cos(phi)[:, None] * u + np.sin(phi)[:, None] * v
     )
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.sqrt(np.einsum("ij,ij->i", out, out))[:, None]
 
 
 def boost(energy, momentum, velocity) -> tuple[np.ndarray, np.ndarray]:

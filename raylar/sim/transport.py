@@ -32,6 +32,7 @@ from raylar.sim.particles import (
     ELECTRON_MASS,
     SPECIES,
     beta_gamma,
+    cross,
     momentum_from_kinetic,
 )
 
@@ -275,5 +276,5 @@ def _rotate_into(orientations: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """Rotate vectors given in a particle's frame (+z along its motion) by the orientations (n, 4)."""
     w = orientations[:, :1]
     axis = orientations[:, 1:]
-    t = 2 * np.cross(axis, vectors)
-    return vectors + w * t + np.cross(axis, t)
+    t = 2 * cross(axis, vectors)
+    return vectors + w * t + cross(axis, t)
