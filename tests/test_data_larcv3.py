@@ -162,3 +162,49 @@ def test_open_source_asks_for_producer(larcv3_file):
 def test_writer_refuses_to_overwrite(larcv3_file, events):
     with pytest.raises(FileExistsError, match="overwrite=True"):
         write_larcv3(larcv3_file, events)
+
+
+def test_inspect_command_prints_summary(larcv3_file, capsys):
+    from raylar.data.__main__ import main
+
+    assert main(["inspect", str(larcv3_file), "--producer", "wire", "--projection", "2"]) == 0
+    output = capsys.readouterr().out
+    assert "events      12 (12 measured below)" in output
+    assert "classes     gamma 3, electron 3, muon 2, pion 2, kaon 2" in output
+    assert "image       120 x 150" in output
+    assert "sparse codec" in output and "dense  codec" in output
+
+
+def test_inspect_command_reports_bad_projection(larcv3_file, capsys):
+    from raylar.data.__main__ import main
+
+    assert main(["inspect", str(larcv3_file), "--projection", "7"]) == 1
+    assert "projection 7 not found" in capsys.readouterr().err
+
+
+def test_h5_event_file_round_trip(tmp_path, events):
+    from raylar.sim.eventfile import EventFileWriter
+
+    path = tmp_path / "events.h5"
+    with EventFileWriter(path, attrs={"seed": 3}) as writer:
+        for event in events:
+            writer.write(event)
+    source = open_source(str(path))
+    assert isinstance(source, H5EventSource)
+    assert len(source) == len(events)
+    assert source.describe()["seed"] == 3
+    for expected, actual in zip(events[3:7], source.read(3, 7), strict=True):
+        assert actual.event_id == expected.event_id
+        assert actual.label == expected.label
+        assert np.array_equal(actual.dense(), expected.dense())
+
+
+def test_h5_event_file_range_checked(tmp_path, events):
+    from raylar.sim.eventfile import EventFileWriter
+
+    path = tmp_path / "events.h5"
+    with EventFileWriter(path) as writer:
+        for event in events:
+            writer.write(event)
+    with pytest.raises(IndexError, match=r"invalid event range \[10, 20\) for .*events.h5, which has 12"):
+        H5EventSource(path).read(10, 20)

@@ -142,6 +142,19 @@ def test_loader_reports_corrupted_block(ray_cluster, events):
         list(loader)
 
 
+def test_verify_checks_every_event(store):
+    assert store.verify() == 60
+
+
+def test_verify_finds_corrupted_event(ray_cluster, events):
+    store = EventStore.load(EventListSource(events[:10]), val_fraction=0.0, events_per_block=10)
+    block = ray.get(store.train.blocks[0]).copy()
+    block[int(store.train.offset[6] + store.train.length[6]) - 10] ^= 0x01
+    store.train.blocks[0] = ray.put(block)
+    with pytest.raises(CodecError, match=f"train entry 6: corrupted buffer of event {events[6].event_id}"):
+        store.verify()
+
+
 def test_loader_reports_truncated_block(ray_cluster, events):
     store = EventStore.load(EventListSource(events[:4]), val_fraction=0.0, events_per_block=4)
     block = ray.get(store.train.blocks[0])

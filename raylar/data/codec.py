@@ -165,11 +165,8 @@ def read_header(buffer) -> Header:
     )
 
 
-def decode_payload(buffer) -> tuple[Header, np.ndarray, dict]:
-    """Check and decompress an encoded event; return its header, raw payload words and truth.
-
-    The payload is a fresh, writable uint8 array of ``header.payload_bytes``.
-    """
+def check_buffer(buffer) -> Header:
+    """Check an encoded event's header, size and checksum without decompressing it; return the header."""
     view = memoryview(buffer).cast("B")
     header = read_header(view)
     table_end = HEADER_BYTES + 8 * header.num_chunks
@@ -191,9 +188,25 @@ def decode_payload(buffer) -> tuple[Header, np.ndarray, dict]:
             f"corrupted buffer of event {header.event_id}: checksum mismatch; "
             "rebuild the store or re-read the source file"
         )
+    return header
 
+
+def decode_payload(buffer, out: np.ndarray | None = None) -> tuple[Header, np.ndarray, dict]:
+    """Check and decompress an encoded event; return its header, raw payload bytes and truth.
+
+    The payload is a writable uint8 array of ``header.payload_bytes``: the start
+    of ``out`` when that contiguous uint8 array is large enough (reusing one
+    buffer spares the page faults of a fresh allocation), else a new array.
+    """
+    view = memoryview(buffer).cast("B")
+    header = check_buffer(view)
+    table_end = HEADER_BYTES + 8 * header.num_chunks
+    lengths = np.frombuffer(view[HEADER_BYTES:table_end], dtype="<u8")
     truth = json.loads(bytes(view[table_end : header.body_offset]).decode())
-    payload = np.empty(header.payload_bytes, dtype=np.uint8)
+    if out is not None and out.dtype == np.uint8 and out.flags.c_contiguous and out.nbytes >= header.payload_bytes:
+        payload = out.reshape(-1)[: header.payload_bytes]
+    else:
+        payload = np.empty(header.payload_bytes, dtype=np.uint8)
     address = payload.__array_interface__["data"][0]
     position = header.body_offset
     written = 0

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from raylar.data.codec import CodecError, check_options, encode
+from raylar.data.codec import CodecError, check_buffer, check_options, encode
 from raylar.data.sources import DataFormatError, EventSource, open_source
 from raylar.data.validate import DataValidationError, check_dataset, check_event
 from raylar.log import get_logger
@@ -159,6 +159,31 @@ class EventStore:
             image_shape[0], image_shape[1], compressed / 1e6, len(block_refs), stats.ratio, dlt_s,
         )
         return cls(train=train, val=val, stats=stats, source=source.describe())
+
+
+    def verify(self) -> int:
+        """Check the header, size and checksum of every stored event; return the number checked.
+
+        Raises ``CodecError`` naming the split, entry and event of the first bad buffer.
+        """
+        import ray
+
+        checked = 0
+        for split in (self.train, self.val):
+            for position in range(len(split)):
+                block = ray.get(split.blocks[int(split.block[position])])
+                offset = int(split.offset[position])
+                try:
+                    header = check_buffer(block[offset : offset + int(split.length[position])])
+                except CodecError as error:
+                    raise CodecError(f"{split.name} entry {position}: {error}") from None
+                if header.event_id != split.event_ids[position]:
+                    raise CodecError(
+                        f"{split.name} entry {position}: the buffer holds event {header.event_id}, "
+                        f"the index expects {split.event_ids[position]}"
+                    )
+                checked += 1
+        return checked
 
 
 def stratified_val_mask(labels: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
