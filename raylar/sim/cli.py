@@ -199,7 +199,7 @@ def _run_generate(argv) -> int:
 
 
 def _run_validate(argv) -> int:
-    from raylar.sim.validation import format_table, run_validation
+    from raylar.sim.validation import CHECKS, format_table, run_validation
 
     parser = argparse.ArgumentParser(
         prog="python -m raylar.simulate validate",
@@ -208,8 +208,18 @@ def _run_validate(argv) -> int:
     parser.add_argument(
         "--json", action="store_true", help="print the table as JSON instead of text"
     )
+    parser.add_argument(
+        "--checks",
+        nargs="+",
+        metavar="KEY",
+        default=None,
+        help=f"run only these checks: {', '.join(CHECKS)}",
+    )
     args = parser.parse_args(argv)
-    rows = run_validation()
+    unknown = sorted(set(args.checks or ()) - set(CHECKS))
+    if unknown:
+        parser.error(f"unknown checks {unknown}; choose from {', '.join(CHECKS)}")
+    rows = run_validation(args.checks)
     if args.json:
         print(json.dumps([row.to_dict() for row in rows], indent=2))
     else:

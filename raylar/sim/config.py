@@ -2,8 +2,9 @@
 
 import dataclasses
 from dataclasses import dataclass, field
+from math import erfc, sqrt
 
-from raylar.geometry import CLASS_NAMES, image_size
+from raylar.geometry import CLASS_NAMES, TICKS, WIRES, image_size
 
 # Other spellings users type for the five classes; the stored name is always CLASS_NAMES[label].
 CLASS_ALIASES = {
@@ -123,6 +124,15 @@ class SimConfig:
         ):
             if not float(getattr(self, name)) >= 0:
                 raise ValueError(f"{name} must be zero or positive, got {getattr(self, name)!r}")
+        if self.noise_rms_adc > 0:
+            level = max(self.threshold_adc - 0.5, 0.0)
+            noise_pixels = 0.5 * erfc(level / (self.noise_rms_adc * sqrt(2))) * WIRES * TICKS
+            if noise_pixels > 0.01 * WIRES * TICKS:
+                raise ValueError(
+                    f"threshold_adc={self.threshold_adc} with noise_rms_adc={self.noise_rms_adc} lets about "
+                    f"{noise_pixels:.0f} noise pixels per event pass zero suppression; raise the threshold "
+                    "to at least 3 times the noise RMS"
+                )
         if self.step_cm > 0.3:
             raise ValueError(
                 f"step_cm={self.step_cm} is longer than the 0.3 cm wire pitch; use at most 0.3"

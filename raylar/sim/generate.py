@@ -56,6 +56,7 @@ class EventBuilder:
         self.interactions: list[dict] = []
         self.primary_end = None
         self.processed = 0
+        self.em_record: dict = {}
 
     def push(self, species, position, direction, kinetic, origin="primary"):
         direction = np.asarray(direction, dtype=float)
@@ -153,7 +154,7 @@ class EventBuilder:
         self.run_heavy()
         while self.em_particles:
             particles, self.em_particles = self.em_particles, []
-            self.deposits.append(em.cascade(self.rng, particles, self.config))
+            self.deposits.append(em.cascade(self.rng, particles, self.config, self.em_record))
 
 
 def simulate_event(index: int, seed: int, config: SimConfig | None = None) -> Event:
@@ -201,6 +202,9 @@ def simulate_event(index: int, seed: int, config: SimConfig | None = None) -> Ev
         "seed": int(seed),
         "index": int(index),
     }
+    if species == "gamma" and "first_photon_interaction_cm" in builder.em_record:
+        truth["conversion_distance_cm"] = round(builder.em_record["first_photon_interaction_cm"], 4)
+        truth["first_photon_process"] = builder.em_record["first_photon_process"]
     end = builder.primary_end
     if end is not None:
         truth["primary_fate"] = end.fate
