@@ -75,7 +75,7 @@ def make_events(count: int, seed: int) -> tuple[list[Event], str]:
 
 
 def constructed_event(index: int, seed: int) -> Event:
-    """A straight, diffused track of a few thousand pixels with a noise halo, for when no simulator exists."""
+    """Return a straight track, 5 pixels wide and 800-3000 long, for runs where the simulator is missing."""
     rng = np.random.default_rng([seed, index])
     length = int(rng.integers(800, 3000))
     angle = rng.uniform(0, np.pi)
@@ -131,8 +131,8 @@ def measure_rates(events: list[Event], min_seconds: float, rounds_count: int) ->
         image_out.fill(0.0)
         image_out[rows, cols] = values
 
-    # The floor for (d) is zeroing the very buffer it writes into, timed the same
-    # way as the rates; the 512 MB fill gives main memory's write bandwidth.
+    # The floor for (d) is zeroing the very buffer it writes into, timed like the rates.
+    # Filling 512 MB gives main memory's write bandwidth.
     big = np.ones(512 * 2**20 // 4, dtype=np.float32)
     functions = {
         "a_uncompressed_dense": (deliver_uncompressed, images),
@@ -142,8 +142,8 @@ def measure_rates(events: list[Event], min_seconds: float, rounds_count: int) ->
         "floor_zero_dense_image": (lambda _: image_out.fill(0.0), [None]),
         "fill_512mb": (lambda _: big.fill(0.0), [None]),
     }
-    # Rounds interleave the measurements, so a burst of load from other users of
-    # a shared machine hits all of them alike; each figure is the median of its rounds.
+    # Rounds interleave the measurements, so a burst of load from other users of a
+    # shared machine hits all of them alike. Each figure is the median of its rounds.
     rounds = {name: [] for name in functions}
     for _ in range(rounds_count):
         for name, (function, items) in functions.items():

@@ -50,7 +50,8 @@ def test_sparse_round_trip_bit_exact(events, compressor):
         assert decoded.event_id == event.event_id
         assert decoded.label == event.label
         assert decoded.shape == tuple(event.shape)
-        assert decoded.rows.dtype == np.int32 and decoded.cols.dtype == np.int32
+        assert decoded.rows.dtype == np.int32
+        assert decoded.cols.dtype == np.int32
         assert decoded.values.dtype == np.float32
         assert np.array_equal(decoded.rows, event.rows)
         assert np.array_equal(decoded.cols, event.cols)

@@ -172,7 +172,8 @@ def test_inspect_command_prints_summary(larcv3_file, capsys):
     assert "events      12 (12 measured below)" in output
     assert "classes     gamma 3, electron 3, muon 2, pion 2, kaon 2" in output
     assert "image       120 x 150" in output
-    assert "sparse codec" in output and "dense  codec" in output
+    assert "sparse codec" in output
+    assert "dense  codec" in output
 
 
 def test_inspect_command_reports_bad_projection(larcv3_file, capsys):

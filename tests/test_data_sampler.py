@@ -19,7 +19,8 @@ def test_shards_disjoint_and_cover(world_size):
         per_worker = num_samples // (world_size * batch_size) * batch_size
         assert all(len(shard) == per_worker for shard in shards)
         assert len(np.unique(union)) == len(union)
-        assert union.min() >= 0 and union.max() < num_samples
+        assert union.min() >= 0
+        assert union.max() < num_samples
         assert num_samples - len(union) < world_size * batch_size
 
 

@@ -1,7 +1,7 @@
 """Uniqueness audit: prove that no sample is trained twice in an epoch, across all workers.
 
 Each worker records the event id and a hash of every decompressed sample it
-trains on; at the end of the epoch the records of all workers are gathered and
+trains on. At the end of the epoch the records of all workers are gathered, and
 ``check_unique`` fails loudly on an event id, or a sample's content, seen twice.
 """
 

@@ -2,7 +2,7 @@
 
 A larcv3 file keeps one row per event in ``Events/event_id`` (run, subrun,
 event) and each product in ``Data/<product>_<producer>_group``. A ``sparse2d``
-group holds four datasets, chained by (first, N) ranges:
+group contains four datasets, chained by (first, N) ranges:
 
     extents        per event: first, N      -> rows of voxel_extents and image_meta
     voxel_extents  per projection: first, N, ID -> rows of voxels; ID is the projection
@@ -206,7 +206,7 @@ class LArCV3Source(EventSource):
                 f"({self._num_events})"
             )
         if not np.issubdtype(values.dtype, np.integer):
-            raise DataFormatError(f"{source} holds {values.dtype} values, expected integer classes 0-4")
+            raise DataFormatError(f"{source} contains {values.dtype} values, expected integer classes 0-4")
         return values.astype(int).tolist()
 
     def _labels_from_particles(self, file, particle_producer: str) -> list[int]:

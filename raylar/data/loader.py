@@ -22,9 +22,9 @@ OUTPUTS = ("dense", "sparse")
 class Batch:
     """One training step's input: ``inputs`` is a float32 (B, 1, H, W) tensor or a ``SparseBatch``.
 
-    ``wait_s`` is how long the consumer waited for this batch (zero when the
-    background thread had it ready); ``decode_s`` is the background thread's
-    time to fetch, decompress and assemble it.
+    ``wait_s`` is how long the consumer waited for this batch, near zero when
+    the background thread had it ready. ``decode_s`` is the background
+    thread's time to fetch, decompress and assemble it.
     """
 
     inputs: object
@@ -175,7 +175,7 @@ class BatchLoader:
             header, payload, _ = decode_payload(block[offset : offset + int(split.length[position])])
             if header.event_id != split.event_ids[position]:
                 raise CodecError(
-                    f"{split.name} entry {position}: the buffer holds event {header.event_id}, "
+                    f"{split.name} entry {position}: the buffer contains event {header.event_id}, "
                     f"the index expects {split.event_ids[position]}; the store's index is inconsistent"
                 )
             if self.audit is not None:

@@ -3,7 +3,7 @@
 Remainder rule (drop): each worker gets ``batches_per_epoch = num_samples //
 (world_size * batch_size)`` full batches. Worker ``r`` takes the contiguous
 slice ``[r * L, (r + 1) * L)`` of the epoch's permutation, with ``L =
-batches_per_epoch * batch_size``; the last ``num_samples - world_size * L``
+batches_per_epoch * batch_size``. The last ``num_samples - world_size * L``
 samples of the permutation are not trained in that epoch. The permutation
 changes every epoch, so a different, random set is dropped each time, and all
 workers run the same number of equal-sized steps, as allreduce requires.

@@ -1,9 +1,9 @@
 """EventStore: a dataset held as blocks of compressed events in Ray's object store.
 
-``EventStore.load`` cuts the source into slices of ``events_per_block`` events;
-one Ray task per slice reads, validates and encodes its events and returns them
-as one uint8 block, which stays in the object store (owned by the driver) so
-every worker of a node maps it zero-copy. The driver keeps only the index
+``EventStore.load`` cuts the source into slices of ``events_per_block`` events.
+One Ray task per slice reads, validates and encodes its events and returns them
+as one uint8 block. The block stays in the object store, owned by the driver,
+so every worker of a node maps it zero-copy. The driver keeps only the index
 (block, byte offset, length, label, event id per event) and the ObjectRefs, so
 the store pickles into a few kilobytes and travels in Ray Train's
 ``train_loop_config``. Training and validation sets share the same blocks.
@@ -179,7 +179,7 @@ class EventStore:
                     raise CodecError(f"{split.name} entry {position}: {error}") from None
                 if header.event_id != split.event_ids[position]:
                     raise CodecError(
-                        f"{split.name} entry {position}: the buffer holds event {header.event_id}, "
+                        f"{split.name} entry {position}: the buffer contains event {header.event_id}, "
                         f"the index expects {split.event_ids[position]}"
                     )
                 checked += 1

@@ -21,8 +21,10 @@ def check_event(event: Event, location: str, index: int) -> None:
             f"{where}: label {label!r} is outside the classes 0-{NUM_CLASSES - 1} "
             f"({', '.join(f'{i} {name}' for i, name in enumerate(CLASS_NAMES))}); fix the labels"
         )
+
     if len(event.shape) != 2 or min(event.shape) < 1:
         raise DataValidationError(f"{where}: invalid image shape {event.shape}; expected (rows, cols) >= 1")
+
     count = event.values.shape[0] if event.values.ndim == 1 else -1
     if count < 0 or event.rows.shape != (count,) or event.cols.shape != (count,):
         raise DataValidationError(
@@ -31,6 +33,7 @@ def check_event(event: Event, location: str, index: int) -> None:
         )
     if count == 0:
         return
+
     finite = np.isfinite(event.values)
     if not finite.all():
         bad = int(np.flatnonzero(~finite)[0])
@@ -39,6 +42,7 @@ def check_event(event: Event, location: str, index: int) -> None:
             f"{event.values[bad]} at (row {event.rows[bad]}, col {event.cols[bad]}); "
             "regenerate or clean the event"
         )
+
     rows_ok = (event.rows >= 0) & (event.rows < event.shape[0])
     cols_ok = (event.cols >= 0) & (event.cols < event.shape[1])
     if not (rows_ok & cols_ok).all():
