@@ -6,10 +6,12 @@ That is what lets a SQLite store take concurrent trials without "database is
 locked" errors: only one process ever writes to it.
 """
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
+from raylar.geometry import CLASS_NAMES
 from raylar.log import get_logger
 from raylar.tune.space import flatten
 
@@ -293,6 +296,25 @@ class MLflowTrialTracker(Callback):
                 continue
             subfolder = str(relative.parent) if str(relative.parent) != "." else None
             self.client.log_artifact(run_id, str(path), artifact_path=subfolder)
+        summary = folder / "metrics.json"
+        if summary.is_file():
+            self.log_confusion_csv(run_id, json.loads(summary.read_text()))
+
+    def log_confusion_csv(self, run_id: str, summary: dict) -> None:
+        """Log the final validation confusion matrix as ``confusion_matrix.csv`` (percent of the true class)."""
+        percent = summary.get("val_confusion_percent")
+        counts = summary.get("val_confusion_counts")
+        if not percent:
+            return
+        rows = ["true,predicted,percent,events"]
+        for true_label, row in enumerate(percent):
+            for predicted, value in enumerate(row):
+                events = counts[true_label][predicted] if counts else ""
+                rows.append(f"{CLASS_NAMES[true_label]},{CLASS_NAMES[predicted]},{value:.4g},{events}")
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "confusion_matrix.csv"
+            path.write_text("\n".join(rows) + "\n")
+            self.client.log_artifact(run_id, str(path))
 
     def get_state(self):
         return {"run_ids": dict(self.run_ids)}

@@ -202,9 +202,16 @@ def describe_trial(config: dict) -> dict:
 
 
 def trial_run_directory(trial, result: dict) -> Path | None:
-    """Return the run directory the trainer wrote for ``trial``, if it can be found on this node."""
-    if result.get("run_dir"):
-        return Path(result["run_dir"])
+    """Return the run directory the trainer wrote for ``trial``, if it can be found on this node.
+
+    Rank 0 writes into its Tune trial folder, which Ray stages on the driver's
+    node and copies to the sweep's storage path.
+    """
+    # NOTE: on a multi-node cluster this finds the files only when rank 0 ran on the
+    # driver's node or the storage path is a shared file system, as on HPC machines.
+    for folder in (trial.local_path, trial.path):
+        if folder and (Path(folder) / "metrics.json").is_file():
+            return Path(folder)
     return Path(trial.local_path) if trial.local_path else None
 
 
@@ -283,8 +290,6 @@ def _progress_reporter(plan: SweepPlan):
     return CLIReporter(
         metric_columns=PROGRESS_METRICS,
         parameter_columns=parameters,
-        metric=plan.settings.metric,
-        mode=plan.settings.mode,
         max_report_frequency=30,
     )
 
@@ -295,12 +300,14 @@ def _tune_environment() -> None:
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     # The classic console output is the one that takes raylar's progress-table columns.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Passing a V1 trainer to the Tuner is what raylar does on purpose (Train V2 has no Horovod).
+    os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
 
 
 def run_sweep(plan: SweepPlan):
     """Run the planned sweep to its end and return Ray Tune's ``ResultGrid``."""
     from ray import tune
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+    from ray.tune import CheckpointConfig, FailureConfig, RunConfig
 
     _tune_environment()
     write_manifest(plan)
@@ -331,6 +338,7 @@ def run_sweep(plan: SweepPlan):
             storage_path=str(plan.storage_path),
             callbacks=[make_tracker(plan)],
             progress_reporter=_progress_reporter(plan),
+            verbose=1,
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             failure_config=FailureConfig(max_failures=plan.base_config["backend"]["max_failures"]),
         ),
