@@ -40,12 +40,21 @@ def dense_weight(sparse_weight):
     return sparse_weight.detach().permute(0, 3, 1, 2).contiguous()
 
 
+@pytest.fixture
+def one_thread():
+    """Run spconv on one torch thread, as SCNet does on CPU: with two, its CPU kernels race."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def sparse_tensor(dense, coords, requires_grad=False):
     features = features_at(dense, coords).clone().requires_grad_(requires_grad)
     return spconv.SparseConvTensor(features, coords, list(dense.shape[-2:]), dense.shape[0])
 
 
-def test_submanifold_conv_matches_dense_at_active_sites():
+def test_submanifold_conv_matches_dense_at_active_sites(one_thread):
     torch.manual_seed(1)
     dense, coords = random_sparse_image(2, 37, 41, 0.08, seed=1)
     conv = spconv.SubMConv2d(1, 6, KERNEL, padding=KERNEL // 2, bias=True)
@@ -58,7 +67,7 @@ def test_submanifold_conv_matches_dense_at_active_sites():
     )
 
 
-def test_submanifold_conv_gradient_matches_dense():
+def test_submanifold_conv_gradient_matches_dense(one_thread):
     torch.manual_seed(2)
     dense, coords = random_sparse_image(2, 33, 30, 0.1, seed=2)
     conv = spconv.SubMConv2d(1, 4, KERNEL, padding=KERNEL // 2, bias=False)
@@ -78,7 +87,7 @@ def test_submanifold_conv_gradient_matches_dense():
     )
 
 
-def test_sparse_conv_matches_dense_everywhere():
+def test_sparse_conv_matches_dense_everywhere(one_thread):
     torch.manual_seed(4)
     dense, coords = random_sparse_image(2, 29, 34, 0.06, seed=4)
     conv = spconv.SparseConv2d(1, 3, KERNEL, padding=KERNEL // 2, bias=False)
@@ -101,7 +110,7 @@ def test_sparse_conv_matches_dense_everywhere():
 
 
 @pytest.mark.parametrize("window, rows, cols", [(5, 40, 35), (4, 36, 28), (5, 43, 37)])
-def test_sparse_max_pool_matches_dense_everywhere(window, rows, cols):
+def test_sparse_max_pool_matches_dense_everywhere(window, rows, cols, one_thread):
     # Features are positive, as after a ReLU: then the maximum over active
     # sites equals the maximum over the zero-filled window.
     dense, coords = random_sparse_image(2, rows, cols, 0.05, seed=window + rows, positive=True)
@@ -148,6 +157,34 @@ def test_scnet_output_shape_for_sizes(size):
     model = build_model("scnet", size, channels=(4, 8, 8, 16))
     logits = model(make_sparse_batch(2, size, 20 / size**2 * 100, seed=size))
     assert logits.shape == (2, 5)
+
+
+def test_scnet_repeatable_with_two_threads():
+    torch.manual_seed(12)
+    model = build_model("scnet", 400, channels=(4, 8, 8, 16))
+    batch = make_sparse_batch(2, 400, 0.01, seed=12)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        expected = model(batch)
+        expected.sum().backward()
+        expected_gradients = [p.grad.clone() for p in model.parameters()]
+
+        torch.set_num_threads(2)
+        for _ in range(12):
+            model.zero_grad()
+            logits = model(batch)
+            logits.sum().backward()
+            assert torch.get_num_threads() == 2
+            torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+            for gradient, expected_gradient in zip(
+                (p.grad for p in model.parameters()), expected_gradients, strict=True
+            ):
+                torch.testing.assert_close(gradient, expected_gradient, atol=1e-5, rtol=1e-5)
+    finally:
+        torch.set_num_threads(previous)
+
+    assert not batch.features.requires_grad
 
 
 def test_scnet_reads_column_major_coords():

@@ -130,6 +130,7 @@ def dense_memory(
     rows, cols = image_shape
     input_bytes = rows * cols * FLOAT32_BYTES
     kept_per_block = []
+    output_per_block = []
     full_maps = []
     for out_channels, (pooled_rows, pooled_cols) in zip(
         channels, pooled_shapes(image_shape), strict=True
@@ -138,19 +139,24 @@ def dense_memory(
         pooled = out_channels * pooled_rows * pooled_cols
         pooled_kept = pooled * (element + INDEX_BYTES)
         kept_per_block.append(pooled_kept if fused_pooling else full_map + pooled_kept)
+        output_per_block.append(pooled * element)
         full_maps.append(full_map)
         rows, cols = pooled_rows, pooled_cols
 
     gradient_maps = 1 if fused_pooling else 2
     peak_gradients = gradient_maps * full_maps[0]
-    full_kept = input_bytes + sum(kept_per_block)
     if checkpointing:
-        kept = input_bytes + sum(kept_per_block[checkpointed_blocks:])
+        # a checkpointed block keeps only its input, which is the previous block's output
+        kept = (
+            input_bytes
+            + sum(output_per_block[:checkpointed_blocks])
+            + sum(kept_per_block[checkpointed_blocks:])
+        )
         # the recomputed first block's activations are alive again during its backward pass
         peak = kept + kept_per_block[0] + peak_gradients
     else:
-        kept = full_kept
-        peak = full_kept + peak_gradients
+        kept = input_bytes + sum(kept_per_block)
+        peak = kept + peak_gradients
     return {"activation_bytes": int(kept), "peak_training_bytes": int(peak)}
 
 

@@ -15,6 +15,7 @@ from raylar.models.config import (
     pooled_shapes,
 )
 from raylar.models.layers import make_head
+from raylar.models.sparse_threads import SingleThreadGuard
 
 
 class SCNet(nn.Module):
@@ -28,6 +29,7 @@ class SCNet(nn.Module):
     maximum over the active sites of each window; after a ReLU every feature is
     non-negative, so this equals dense max pooling of the zero-filled map.
     The last block's output is made dense (9 x 9 at 3600 x 3600) for the head.
+    On CPU tensors spconv runs on one thread (see ``sparse_threads``).
 
     After each forward pass ``last_active_sites`` holds the number of active
     sites entering each block, summed over the batch, which
@@ -70,15 +72,19 @@ class SCNet(nn.Module):
         # strides; torch.nonzero() output, for one, is column-major.
         coords = batch.coords.to(torch.int32).contiguous()
         features = batch.features.to(torch.float32).contiguous()
-        x = self._spconv.SparseConvTensor(
-            features, coords, list(self.image_shape), batch.batch_size
-        )
+        guard = SingleThreadGuard(features.device)
+        features = guard.mark_input(features)
         active_sites = []
-        for block in self.blocks:
-            active_sites.append(int(x.features.shape[0]))
-            x = block(x)
+        with guard.forward():
+            x = self._spconv.SparseConvTensor(
+                features, coords, list(self.image_shape), batch.batch_size
+            )
+            for block in self.blocks:
+                active_sites.append(int(x.features.shape[0]))
+                x = block(x)
+            dense = x.dense()
         self.last_active_sites = active_sites
-        return self.head(torch.flatten(x.dense(), 1))
+        return self.head(torch.flatten(guard.mark_output(dense), 1))
 
     def _check_input(self, batch: SparseBatch) -> None:
         if not isinstance(batch, SparseBatch):
