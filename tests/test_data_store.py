@@ -13,7 +13,7 @@ from raylar.data.audit import DuplicateSampleError, UniquenessAudit, check_uniqu
 from raylar.data.codec import CodecError
 from raylar.data.loader import BatchLoader
 from raylar.data.sampler import EpochSampler, InsufficientEventsError
-from raylar.data.sources import DataFormatError, EventListSource, SimulatedSource
+from raylar.data.sources import ConcatSource, DataFormatError, EventListSource, SimulatedSource
 from raylar.data.store import EventStore, StoreSplit
 from raylar.data.types import Event, SparseBatch
 from raylar.data.validate import DataValidationError
@@ -198,6 +198,11 @@ def test_two_workers_audit_catches_replay(store):
 def test_too_few_events_for_workers(store):
     with pytest.raises(InsufficientEventsError, match="10 events, fewer than 4 workers x batch size 4"):
         EpochSampler(len(store.val), 4, 0, 4)
+    with pytest.raises(InsufficientEventsError, match="training set has 50 events, fewer than 8 workers"):
+        store.check_workers(world_size=8, batch_size=8)
+    with pytest.raises(InsufficientEventsError, match="validation set has 10 events, fewer than 2 workers"):
+        store.check_workers(world_size=2, batch_size=4, val_batch_size=8)
+    store.check_workers(world_size=2, batch_size=4, val_batch_size=4)
 
 
 def bad_event(kind: str) -> Event:
@@ -259,6 +264,22 @@ def test_missing_file_rejected(ray_cluster, tmp_path):
 def test_empty_training_set_rejected(ray_cluster):
     with pytest.raises(DataValidationError, match="training set is empty"):
         EventStore.load(EventListSource([track_event(1, 0)]), val_fraction=0.9)
+
+
+def test_concatenated_files_renumbered(ray_cluster, tmp_path):
+    from raylar.data.larcv3 import write_larcv3
+
+    first = write_larcv3(tmp_path / "a.h5", make_events(7), producer="wire")
+    second = write_larcv3(tmp_path / "b.h5", make_events(5), producer="wire")
+    specs = [{"kind": "larcv3", "path": path, "producer": "wire"} for path in (first, second)]
+    with pytest.raises(DataValidationError, match="occur more than once"):
+        EventStore.load(specs)
+    source = ConcatSource(specs, renumber_ids=True)
+    events = source.read(5, 9)
+    assert [event.event_id for event in events] == [5, 6, 7, 8]
+    assert [event.truth["source_event_id"] for event in events] == [5, 6, 0, 1]
+    store = EventStore.load(source, val_fraction=0.0, events_per_block=4)
+    assert sorted(store.train.event_ids.tolist()) == list(range(12))
 
 
 def test_simulated_source_store(ray_cluster):

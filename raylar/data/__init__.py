@@ -6,6 +6,7 @@ from raylar.data.larcv3 import LArCV3Source, write_larcv3
 from raylar.data.loader import Batch, BatchLoader
 from raylar.data.sampler import EpochSampler, InsufficientEventsError, check_enough_events
 from raylar.data.sources import (
+    ConcatSource,
     DataFormatError,
     EventListSource,
     EventSource,
@@ -21,6 +22,7 @@ __all__ = [
     "Batch",
     "BatchLoader",
     "CodecError",
+    "ConcatSource",
     "DataFormatError",
     "DataValidationError",
     "DuplicateSampleError",

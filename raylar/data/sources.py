@@ -7,6 +7,9 @@ own slice of events: ``len(source)``, ``source.read(start, stop)`` (a list of
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
+
+import numpy as np
 
 from raylar.data.types import Event
 
@@ -134,6 +137,49 @@ class EventListSource(EventSource):
         return {"kind": "memory", "name": self.location, "num_events": len(self.events)}
 
 
+class ConcatSource(EventSource):
+    """Several sources read as one dataset, in order, e.g. the files of one production.
+
+    With ``renumber_ids`` every event gets its position in the whole dataset as
+    its id, and the original id goes to ``truth["source_event_id"]``. Use it
+    when the files number their events independently (larcv3 entry numbers do).
+    """
+
+    def __init__(self, sources, renumber_ids: bool = False):
+        self.sources = [open_source(source) for source in sources]
+        if not self.sources:
+            raise ValueError("ConcatSource needs at least one source")
+        self.renumber_ids = renumber_ids
+        self.starts = np.cumsum([0] + [len(source) for source in self.sources]).tolist()
+        self.location = f"{len(self.sources)} sources from {self.sources[0].location}"
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def read(self, start: int, stop: int) -> list[Event]:
+        self._check_range(start, stop)
+        events = []
+        for number, source in enumerate(self.sources):
+            first, last = self.starts[number], self.starts[number + 1]
+            if last <= start or first >= stop:
+                continue
+            events.extend(source.read(max(start, first) - first, min(stop, last) - first))
+        if self.renumber_ids:
+            events = [
+                replace(event, event_id=position, truth={**event.truth, "source_event_id": event.event_id})
+                for position, event in enumerate(events, start=start)
+            ]
+        return events
+
+    def describe(self) -> dict:
+        return {
+            "kind": "concat",
+            "num_events": len(self),
+            "renumber_ids": self.renumber_ids,
+            "sources": [source.describe() for source in self.sources],
+        }
+
+
 def open_source(spec) -> EventSource:
     """Return the event source that ``spec`` describes.
 
@@ -141,12 +187,14 @@ def open_source(spec) -> EventSource:
     larcv3 file (a larcv3 file needs a dict naming its producer); the string
     ``"simulated:N"`` or ``"simulated:N:SEED"``; or a dict with ``kind`` set to
     ``"h5"``, ``"larcv3"`` or ``"simulated"`` and the keyword arguments of that
-    source's class.
+    source's class. A list or tuple of such specs becomes a ``ConcatSource``.
     """
     from raylar.data.larcv3 import LArCV3Source, is_larcv3_file
 
     if isinstance(spec, EventSource):
         return spec
+    if isinstance(spec, list | tuple):
+        return ConcatSource(spec)
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
     if isinstance(spec, str):

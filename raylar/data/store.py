@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from raylar.data.codec import CodecError, check_buffer, check_options, encode
+from raylar.data.sampler import check_enough_events
 from raylar.data.sources import DataFormatError, EventSource, open_source
 from raylar.data.validate import DataValidationError, check_dataset, check_event
 from raylar.log import get_logger
@@ -160,6 +161,16 @@ class EventStore:
         )
         return cls(train=train, val=val, stats=stats, source=source.describe())
 
+
+    def check_workers(self, world_size: int, batch_size: int, val_batch_size: int | None = None) -> None:
+        """Raise ``InsufficientEventsError`` unless every worker gets at least one full batch.
+
+        The training set is always checked; the validation set only when
+        ``val_batch_size`` is given (for a validation that is sharded across workers too).
+        """
+        check_enough_events(len(self.train), world_size, batch_size, what="training set")
+        if val_batch_size is not None:
+            check_enough_events(len(self.val), world_size, val_batch_size, what="validation set")
 
     def verify(self) -> int:
         """Check the header, size and checksum of every stored event; return the number checked.
