@@ -125,6 +125,13 @@ def test_audit_catches_same_content_under_two_ids():
         check_unique(audit.records(), epoch=0)
 
 
+def test_audit_accepts_flat_list_records():
+    records = [[0, 1, "a"], [1, 2, "b"], [1, 1, "a"]]
+    with pytest.raises(DuplicateSampleError, match=r"event 1 by ranks \[0, 1\]"):
+        check_unique(records, epoch=0)
+    assert check_unique([[0, 1, "a"], [1, 2, "b"]], epoch=0) == 2
+
+
 def test_audit_reset_forgets_records():
     audit = UniquenessAudit(0)
     audit.record([1], ["a"])

@@ -54,10 +54,10 @@ def check_unique(records: Iterable, epoch: int) -> int:
     """
     flat = []
     for item in records:
-        if isinstance(item, list):
-            flat.extend(item)
-        else:
+        if _is_record(item):
             flat.append(item)
+        else:
+            flat.extend(item)
 
     ranks_by_event = defaultdict(list)
     events_by_hash = defaultdict(set)
@@ -81,3 +81,8 @@ def check_unique(records: Iterable, epoch: int) -> int:
             f"for example {same_content[:5]}; the dataset holds duplicated events"
         )
     return len(flat)
+
+
+def _is_record(item) -> bool:
+    # A record is (rank, event id, hash); after a JSON round trip it may be a list.
+    return isinstance(item, tuple | list) and len(item) == 3 and isinstance(item[2], str)

@@ -204,6 +204,8 @@ class BatchLoader:
             inputs = SparseBatch(coords, features, (height, width), len(samples))
         else:
             # Only the hits cross to the device; the zeroed image is made there.
+            # NOTE: only run on CPU so far; the host-to-GPU copies are synchronous
+            # (no pinned memory), which a GPU run should measure.
             inputs = torch.zeros((len(samples), 1, height, width), dtype=torch.float32, device=self.device)
             index = (
                 torch.from_numpy(sample.astype(np.int64)).to(self.device),

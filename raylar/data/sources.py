@@ -183,11 +183,13 @@ class ConcatSource(EventSource):
 def open_source(spec) -> EventSource:
     """Return the event source that ``spec`` describes.
 
-    ``spec`` is a source (returned as is); a path to a raylar event file or a
-    larcv3 file (a larcv3 file needs a dict naming its producer); the string
-    ``"simulated:N"`` or ``"simulated:N:SEED"``; or a dict with ``kind`` set to
-    ``"h5"``, ``"larcv3"`` or ``"simulated"`` and the keyword arguments of that
-    source's class. A list or tuple of such specs becomes a ``ConcatSource``.
+    ``spec`` is one of:
+
+    - an ``EventSource``, returned as is;
+    - the path of a raylar event file (a larcv3 file needs the dict form, which names its producer);
+    - the string ``"simulated:N"`` or ``"simulated:N:SEED"``;
+    - a dict with ``kind`` (``"h5"``, ``"larcv3"`` or ``"simulated"``) and that class's keyword arguments;
+    - a list or tuple of the above, read as one ``ConcatSource``.
     """
     from raylar.data.larcv3 import LArCV3Source, is_larcv3_file
 
