@@ -98,7 +98,9 @@ def test_loader_dense_output_matches_events(ray_cluster, events, codec):
         assert batch.wait_s >= 0
 
 
-def test_loader_sparse_output(store, events):
+@pytest.mark.parametrize("codec", ["sparse", "dense"])
+def test_loader_sparse_output(ray_cluster, events, codec):
+    store = EventStore.load(EventListSource(events[:12]), codec=codec, val_fraction=0.0, events_per_block=6)
     by_id = {event.event_id: event for event in events}
     (batch,) = list(BatchLoader(store.train, [np.array([5, 0, 7])], output="sparse"))
     assert isinstance(batch.inputs, SparseBatch)
