@@ -48,9 +48,9 @@ def test_cli_writes_events_and_attributes(tmp_path, capsys):
 
 def test_cli_output_independent_of_workers(tmp_path):
     common = ["--events", "10", "--downsample", "9", "--seed", "12"]
-    one = _run_cli([*common, "--out", "one.h5", "--workers", "1"], tmp_path)
+    single = _run_cli([*common, "--out", "one.h5", "--workers", "1"], tmp_path)
     two = _run_cli([*common, "--out", "two.h5", "--workers", "2"], tmp_path)
-    assert one.returncode == 0, one.stderr
+    assert single.returncode == 0, single.stderr
     assert two.returncode == 0, two.stderr
     assert (tmp_path / "one.h5").read_bytes() == (tmp_path / "two.h5").read_bytes()
 
@@ -82,9 +82,7 @@ def test_cli_rejects_missing_folder(tmp_path, capsys):
 
 def test_cli_rejects_read_only_location(tmp_path, capsys):
     if os.geteuid() == 0:
-        target = (
-            "/proc/events.h5"  # root may write into any folder, but nobody creates files in /proc
-        )
+        target = "/proc/events.h5"  # root writes into any folder, but no process can create files in /proc
     else:
         locked = tmp_path / "locked"
         locked.mkdir()

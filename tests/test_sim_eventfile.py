@@ -155,7 +155,7 @@ def test_eventfile_missing_folder_rejected(tmp_path):
 
 
 def test_eventfile_read_only_folder_rejected(tmp_path):
-    # Root may write into any folder whatever its mode, so as root use /proc, where nobody can
+    # Root writes into any folder whatever its mode, so as root use /proc, where no process can
     # create files.
     if os.geteuid() == 0:
         with pytest.raises(EventFileError, match="not writable"):

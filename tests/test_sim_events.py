@@ -47,8 +47,10 @@ def test_simulate_event_shape_and_truth():
     config = SimConfig(downsample=9)
     event = simulate_event(3, 5, config)
     assert event.shape == (400, 400)
-    assert event.rows.dtype == np.int32 and event.values.dtype == np.float32
-    assert event.rows.max() < 400 and event.cols.max() < 400
+    assert event.rows.dtype == np.int32
+    assert event.values.dtype == np.float32
+    assert event.rows.max() < 400
+    assert event.cols.max() < 400
     for key in (
         "label",
         "momentum_mev",

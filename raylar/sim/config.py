@@ -45,8 +45,8 @@ def default_spectra() -> dict:
 class SimConfig:
     """Everything that decides what ``simulate_event`` generates; units are in the field names.
 
-    Defaults follow MicroBooNE (JINST 12 P02017, 2017) where it publishes a value; noise and
-    threshold are this generator's choices (a few ADC counts of noise after filtering).
+    Defaults follow MicroBooNE (JINST 12 P02017, 2017) where it publishes a value. Noise and
+    threshold are this generator's choices, set to a few ADC counts of noise after filtering.
     """
 
     downsample: int = 1

@@ -7,7 +7,7 @@ front-end shaping (CR-RC^4 pulse with the configured peaking time, its peak at t
 and zero suppression -> optional block summing (downsample).
 
 Only pixels near charge are ever touched: the pulse is convolved along ticks on a buffer that
-holds each wire's charged ticks plus the pulse length on either side, and noise is added on that
+contains each wire's charged ticks plus the pulse length on either side, and noise is added on that
 buffer. Elsewhere a pixel passes the threshold on noise alone with probability p; instead of
 drawing 10 million numbers per event, the count of such pixels is drawn from a Poisson law of
 mean p times the number of noise-only pixels, and each is placed uniformly with a value drawn
@@ -35,7 +35,7 @@ TICK_PAD = 64
 
 
 def window_x_cm(config) -> float:
-    """Return the largest drift distance the image window (ticks 3200-6400) sees."""
+    """Return the largest drift distance inside the image window (ticks 3200-6400)."""
     return geometry.TICKS * geometry.TICK_PERIOD_US * config.drift_velocity_cm_per_us
 
 
@@ -124,8 +124,8 @@ def _inside_active(points: np.ndarray) -> np.ndarray:
 def collect_charge(rng, deposits: Deposits, config):
     """Return (keys, electrons) per (wire, tick) after recombination, drift and diffusion, and totals.
 
-    ``keys`` encode wire * TICK_STRIDE + tick + TICK_PAD with ticks counted from the start of the
-    image window; the totals are (deposited MeV, ionization electrons, electrons at the wires).
+    ``keys`` encode wire * TICK_STRIDE + tick + TICK_PAD, with ticks counted from the start of the
+    image window. The totals are (deposited MeV, ionization electrons, electrons at the wires).
     """
     points, energy, dedx = _points(deposits)
     inside = _inside_active(points)

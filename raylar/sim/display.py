@@ -43,8 +43,8 @@ def _summary(event: Event) -> str:
 def draw_event(event: Event, out_path: str, zoom: bool = True) -> str:
     """Draw ``event`` into a PNG at ``out_path`` and return the path.
 
-    Large images are shown at reduced resolution (pixel blocks keep their maximum ADC value) so
-    that thin tracks stay visible; ``zoom`` crops to the region around the hits.
+    Large images are shown at reduced resolution, each block of pixels showing its maximum ADC
+    value so that thin tracks stay visible. ``zoom`` crops to the region around the hits.
     """
     import matplotlib
 
@@ -85,10 +85,10 @@ def draw_event(event: Event, out_path: str, zoom: bool = True) -> str:
     )
 
     figure, axes = plt.subplots(figsize=(9, 9.6))
-    shown = np.ma.masked_less_equal(image, 0)
+    masked = np.ma.masked_less_equal(image, 0)
     vmax = float(image.max()) if image.max() > 0 else 1.0
     handle = axes.imshow(
-        shown,
+        masked,
         origin="lower",
         cmap="viridis",
         norm=LogNorm(vmin=max(1.0, min(10.0, vmax / 10)), vmax=max(vmax, 2.0)),

@@ -1,9 +1,9 @@
 """Energy loss and multiple scattering of charged particles in liquid argon.
 
 Sources: PDG Review of Particle Physics, "Passage of particles through matter": the Bethe
-equation with the Sternheimer density-effect correction (eq. 34.5, 34.7), the restricted energy
-loss and the delta-ray spectrum (eq. 34.12, 34.6), the Highland formula (eq. 34.16), and the
-collision stopping power of electrons and positrons (Rohrlich-Carlson form as in ICRU Report 37).
+equation with the Sternheimer density-effect correction (eq. 34.5, 34.7), the maximum energy
+transfer, the delta-ray spectrum and the restricted energy loss, the Highland formula (eq. 34.16),
+and the collision stopping power of electrons and positrons (Rohrlich-Carlson form, ICRU Report 37).
 Energies in MeV, lengths in cm.
 """
 
@@ -33,7 +33,7 @@ def density_effect(bg) -> np.ndarray:
 
 
 def max_energy_transfer(t, mass) -> np.ndarray:
-    """Return the maximum kinetic energy given to a free electron in one collision (PDG eq. 34.4)."""
+    """Return the maximum kinetic energy given to a free electron in one collision (PDG review)."""
     beta, gamma = beta_gamma(t, mass)
     ratio = ELECTRON_MASS / mass
     return 2 * ELECTRON_MASS * (beta * gamma) ** 2 / (1 + 2 * gamma * ratio + ratio * ratio)
@@ -107,8 +107,8 @@ def electron_dedx(t, positron=False) -> np.ndarray:
 class RangeTable:
     """CSDA range R(T) of one particle type, and its inverse, on a log-spaced energy grid.
 
-    Built by stepping down in energy with the trapezoid rule on dT / S(T); the transport moves in
-    range, so the mean energy lost along a path follows this table.
+    The table integrates dT / S(T) with the trapezoid rule. The transport moves in range, so the
+    mean energy lost along a path follows this table.
     """
 
     def __init__(

@@ -1,13 +1,14 @@
 """Electromagnetic showers: electrons, positrons and photons transported together, step by step.
 
-Photons: pair production (Geant4's parametrization by L. Urban of the Bethe-Heitler cross-section,
-scaled so that the high-energy mean free path is 9/7 X0, the PDG value), Compton scattering
-(Klein-Nishina, sampled with Butcher and Messel's method) and photoabsorption; below
-``photon_cut_mev`` a photon deposits its energy where it is. Electrons and positrons: collision
-loss from the ICRU 37 stopping power with Landau fluctuations, bremsstrahlung photons above
-BREM_PHOTON_CUT_MEV from the complete-screening spectrum (1/y)(4/3 - 4/3 y + y^2) (PDG eq.
-34.29), softer radiation as continuous loss, Highland scattering; positrons annihilate at rest
-into two 511 keV photons.
+Photons undergo pair production, Compton scattering and photoabsorption. The pair cross-section is
+L. Urban's parametrization of Bethe-Heitler as Geant4's G4BetheHeitlerModel uses it, scaled so
+that the mean free path at 100 GeV is the PDG's 9/7 X0. Compton scattering follows Klein-Nishina,
+sampled with Butcher and Messel's method. Below ``photon_cut_mev`` a photon deposits its energy
+where it is. Electrons and positrons lose energy by collisions (ICRU 37 stopping power, Landau
+fluctuations) and radiate bremsstrahlung photons above BREM_PHOTON_CUT_MEV from the
+complete-screening spectrum (1/y)(4/3 - 4/3 y + y^2) of the PDG review. Softer radiation is a
+continuous loss, scattering follows Highland, and positrons annihilate at rest into two 511 keV
+photons.
 
 All particles of a generation advance together: each round moves every live electron one step
 and every pending photon to its next interaction, so the Python loop runs once per step of the
@@ -78,7 +79,7 @@ def compton_attenuation(energy) -> np.ndarray:
 def photoabsorption_attenuation(energy) -> np.ndarray:
     """Return the photoabsorption coefficient in 1/cm.
 
-    NOTE: a power law E^-3 normalised to an estimated 0.03 cm^2/g at 100 keV for argon; it only
+    NOTE: a power law E^-3 normalised to an estimated 0.03 cm^2/g at 100 keV for argon. It only
     decides where photons below a few hundred keV end, which the 3 mm wires barely resolve.
     """
     energy = np.maximum(np.asarray(energy, dtype=float), 1e-3)

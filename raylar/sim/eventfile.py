@@ -67,7 +67,7 @@ def check_output_path(path: str, overwrite: bool = False) -> str:
         raise EventFileError(
             f"output folder {folder} does not exist; create it first or choose another --out"
         )
-    # Creating a probe file catches read-only file systems too, where os.access() still says yes to root.
+    # Creating a probe file catches read-only file systems too, where os.access() still returns True for root.
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
@@ -152,7 +152,7 @@ class EventFileWriter:
         )
 
     def write(self, event: Event) -> None:
-        """Queue one event; the queue is appended to the file once it holds enough hits or events."""
+        """Queue one event; the queue is appended to the file once it contains enough hits or events."""
         if self._file is None:
             raise RuntimeError("EventFileWriter.write() called outside its 'with' block")
         shape = tuple(int(n) for n in event.shape)
@@ -161,7 +161,7 @@ class EventFileWriter:
             self._file.attrs["shape"] = np.asarray(shape, dtype=np.int64)
         elif shape != self._shape:
             raise ValueError(
-                f"event {event.event_id} has shape {shape} but the file holds events of shape "
+                f"event {event.event_id} has shape {shape} but the file contains events of shape "
                 f"{self._shape}; write events of one downsample factor per file"
             )
         self._pending.append(event)
@@ -275,7 +275,7 @@ def _committed(f: h5py.File, path) -> int:
         )
         if committed > stored:
             raise EventFileError(
-                f"event file {path} claims {committed} events but holds {stored}; the file is damaged"
+                f"event file {path} records {committed} committed events but contains {stored}; the file is damaged"
             )
         if committed:
             end = int(f["events/hit_start"][committed - 1] + f["events/num_hits"][committed - 1])

@@ -28,7 +28,7 @@ def event_rng(seed: int, index: int) -> np.random.Generator:
 
 
 def sample_vertex(rng, config: SimConfig) -> np.ndarray:
-    """Draw a vertex uniformly in the part of the active volume that the image window sees."""
+    """Draw a vertex uniformly in the part of the active volume that the image window covers."""
     margin = config.vertex_margin_cm
     low = np.array([margin, ACTIVE_Y_CM[0] + margin, margin])
     high = np.array([window_x_cm(config) - margin, ACTIVE_Y_CM[1] - margin, window_z_cm() - margin])

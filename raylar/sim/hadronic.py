@@ -1,10 +1,10 @@
 """Hadronic interactions of pi+- and K+ in argon, as a simple phenomenological model.
 
 Interactions happen at the nuclear interaction length (transport.py). Their outcome is drawn from
-fixed channel fractions, not from measured cross-sections: elastic scattering (the particle goes
-on, turned), inelastic scattering (it goes on with a fraction of its energy and knocks out
-protons), absorption (pi only: the track ends in protons) and charge exchange (pi only: a pi0
-and a proton). K+ carries strangeness +1 and cannot be absorbed, so it only scatters. Energy left
+fixed channel fractions, not from measured cross-sections. In elastic scattering the particle goes
+on in a new direction. In inelastic scattering it goes on with a fraction of its energy and knocks
+out protons. Absorption (pi only) ends the track in protons, and charge exchange (pi only) turns
+it into a pi0 and a proton. K+ carries strangeness +1 and cannot be absorbed, so it only scatters. Energy left
 after the visible products goes to neutrons and nuclear binding, which are not simulated.
 """
 
@@ -70,8 +70,8 @@ def interact(rng, species: str, kinetic: float, direction) -> list[tuple]:
 def capture_at_rest(rng, species: str) -> list[tuple]:
     """Return the visible products of a negative pion or muon stopping in argon.
 
-    A stopped pi- is captured by a nucleus, which breaks up into nucleons; a stopped mu- is
-    captured about three times in four and otherwise decays to a Michel electron.
+    A stopped pi- is captured by a nucleus, which breaks up into nucleons. A stopped mu- is
+    captured with probability 0.75 (a model choice) and otherwise decays to a Michel electron.
     """
     if species == "pi-":
         return _protons(rng, SPECIES["pi-"].mass - 2 * BINDING_MEV, 3)

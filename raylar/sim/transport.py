@@ -3,11 +3,11 @@
 Each step of ``config.step_cm`` path length loses energy drawn from Landau's distribution cut at
 the delta-ray threshold (mean: the restricted Bethe loss), plus explicit delta rays above the
 threshold (mean: the rest of the Bethe loss). The particle moves in CSDA range: a step that loses
-dE at kinetic energy T uses up dE / S(T) of range, and the energy along the track is read back
-from the range table, so the track stops, with its Bragg peak, when the range is used up, and
-the mean path length equals the CSDA range. Direction changes follow the Highland formula,
-step variances chosen so that they add up to the Highland width of the path travelled so far.
-Steps are computed in vectorized chunks; the orientation along a chunk is the running product of
+dE at kinetic energy T uses up dE / S(T) of range. The energy along the track is read back from
+the range table, so the track stops with its Bragg peak when the range is used up, and the mean
+path length equals the CSDA range. Direction changes follow the Highland formula, with step
+variances chosen so that they add up to the Highland width of the path travelled so far. Steps
+are computed in vectorized chunks, and the orientation along a chunk is the running product of
 the per-step rotation quaternions, evaluated with a parallel prefix scan.
 """
 
@@ -45,7 +45,7 @@ TRACK_MARGIN_CM = 1.0  # tracking stops this far outside the active volume
 
 @dataclass
 class TrackResult:
-    """What happened to one transported particle."""
+    """Outcome of transporting one particle: its deposits, end state and delta rays."""
 
     species: str
     deposits: Deposits
