@@ -57,7 +57,7 @@ class SimConfig:
     # Transport.
     step_cm: float = 0.1
     delta_ray_cut_mev: float = 1.0
-    photon_cut_mev: float = 0.03
+    photon_cut_mev: float = 0.1
     electron_cut_mev: float = 0.1
     decays: bool = True
     hadronic: bool = True

@@ -30,6 +30,7 @@ BREM_PHOTON_CUT_MEV = 0.5
 MAX_STEP_CM = 1.0
 MIN_STEP_CM = 0.03
 RANGE_FRACTION = 0.25
+FINAL_RANGE_CM = 0.1
 ELECTRONS_PER_CM3 = lar.DENSITY * 6.02214076e23 * lar.Z_OVER_A
 CLASSICAL_RADIUS_CM = 2.8179403262e-13
 MAX_ROUNDS = 20000
@@ -179,8 +180,24 @@ class _Stack:
 
     def __init__(self):
         self.parts = []
+        self.deposits = None  # set for electrons: where the ones too short to step go
+        self.annihilations = []  # positions of positrons that ended on arrival
 
     def add(self, **columns):
+        if "kinetic" in columns and self.deposits is not None:
+            # Electrons with under FINAL_RANGE_CM of range deposit their energy where they start.
+            kinetic = np.asarray(columns["kinetic"])
+            short = kinetic < _final_kinetic()
+            if np.any(short):
+                position = np.asarray(columns["position"])[short]
+                self.deposits.append(
+                    _point_deposits(
+                        position, kinetic[short], electron_dedx(np.maximum(kinetic[short], 0.01))
+                    )
+                )
+                if np.any(np.asarray(columns["positron"])[short]):
+                    self.annihilations.append(position[np.asarray(columns["positron"])[short]])
+                columns = {key: np.asarray(value)[~short] for key, value in columns.items()}
         if len(next(iter(columns.values()))):
             self.parts.append(columns)
 
@@ -191,6 +208,23 @@ class _Stack:
         merged = {key: np.concatenate([np.asarray(p[key]) for p in self.parts]) for key in keys}
         self.parts = []
         return merged
+
+
+@lru_cache(maxsize=1)
+def _final_kinetic() -> float:
+    return float(electron_range_table().energy_at(FINAL_RANGE_CM))
+
+
+def _annihilate(rng, positions, photons) -> None:
+    """Add two back-to-back 511 keV photons, isotropic, at each position (positrons at rest)."""
+    m = positions.shape[0]
+    axis = isotropic_directions(rng, m)
+    photons.add(
+        position=np.concatenate([positions] * 2),
+        direction=np.concatenate([axis, -axis]),
+        energy=np.full(2 * m, ELECTRON_MASS),
+        primary=np.zeros(2 * m, bool),
+    )
 
 
 def _point_deposits(position, energy, dedx) -> Deposits:
@@ -282,6 +316,10 @@ def _step_electrons(rng, state, photons, deposits, config):
     n = kinetic.size
     residual = table.range_of(kinetic)
     ds = np.minimum(np.clip(RANGE_FRACTION * residual, MIN_STEP_CM, MAX_STEP_CM), residual)
+    # An electron with less than FINAL_RANGE_CM of range left ends in this step: at the 3 mm wire
+    # pitch its last millimetres are one blob, and finishing it here saves many rounds.
+    final = residual <= FINAL_RANGE_CM
+    ds = np.where(final, residual, ds)
     mean_loss = kinetic - table.energy_at(residual - ds)
     total_energy = kinetic + ELECTRON_MASS
     gamma = total_energy / ELECTRON_MASS
@@ -294,10 +332,11 @@ def _step_electrons(rng, state, photons, deposits, config):
         )
     else:
         loss = mean_loss
+    loss = np.where(final, kinetic, loss)
     soft = np.minimum(soft_radiation_per_cm(total_energy) * ds, kinetic - loss)
     available = kinetic - loss - soft
 
-    counts = rng.poisson(brem_photons_per_cm(total_energy) * ds)
+    counts = np.where(final, 0, rng.poisson(brem_photons_per_cm(total_energy) * ds))
     emitted = np.zeros(n)
     if counts.sum():
         owner = np.repeat(np.arange(n), counts)
@@ -336,14 +375,7 @@ def _step_electrons(rng, state, photons, deposits, config):
         deposits.append(_point_deposits(end[stopped], rest, electron_dedx(np.maximum(rest, 0.01))))
         annihilate = stopped & positron
         if np.any(annihilate):
-            m = int(annihilate.sum())
-            axis = isotropic_directions(rng, m)
-            photons.add(
-                position=np.concatenate([end[annihilate]] * 2),
-                direction=np.concatenate([axis, -axis]),
-                energy=np.full(2 * m, ELECTRON_MASS),
-                primary=np.zeros(2 * m, bool),
-            )
+            _annihilate(rng, end[annihilate], photons)
     alive = ~stopped & ~outside_volume(end)
     return {
         "kinetic": kinetic[alive],
@@ -362,6 +394,8 @@ def cascade(rng, particles, config, record: dict | None = None) -> Deposits:
     """
     record = {} if record is None else record
     photons, electrons = _Stack(), _Stack()
+    deposits: list[Deposits] = []
+    electrons.deposits = deposits
     for i, (species, position, direction, kinetic) in enumerate(particles):
         position = np.asarray(position, dtype=float)[None, :]
         direction = np.asarray(direction, dtype=float)[None, :]
@@ -380,12 +414,14 @@ def cascade(rng, particles, config, record: dict | None = None) -> Deposits:
                 positron=np.array([species == "e+"]),
                 path=np.zeros(1),
             )
-    deposits: list[Deposits] = []
     state = None
     for _ in range(MAX_ROUNDS):
         pending = photons.take()
         if pending is not None:
             _interact_photons(rng, pending, electrons, photons, deposits, config, record)
+        if electrons.annihilations:
+            _annihilate(rng, np.concatenate(electrons.annihilations), photons)
+            electrons.annihilations = []
         fresh = electrons.take()
         if fresh is not None:
             if state is not None and state["kinetic"].size:
