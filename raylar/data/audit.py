@@ -67,11 +67,11 @@ def check_unique(records: Iterable, epoch: int) -> int:
 
     repeated = {event_id: ranks for event_id, ranks in ranks_by_event.items() if len(ranks) > 1}
     if repeated:
-        shown = ", ".join(
+        examples = ", ".join(
             f"event {event_id} by ranks {ranks}" for event_id, ranks in sorted(repeated.items())[:10]
         )
         raise DuplicateSampleError(
-            f"epoch {epoch}: {len(repeated)} events were trained more than once: {shown}; "
+            f"epoch {epoch}: {len(repeated)} events were trained more than once: {examples}; "
             "the sampler's shards overlap or a batch was replayed"
         )
     same_content = [sorted(ids) for ids in events_by_hash.values() if len(ids) > 1]
