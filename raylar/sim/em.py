@@ -21,7 +21,7 @@ import numpy as np
 
 from raylar.sim import material as lar
 from raylar.sim.detector import Deposits
-from raylar.sim.eloss import electron_dedx, electron_range_table, highland_growth
+from raylar.sim.eloss import electron_range_table, highland_growth
 from raylar.sim.fluctuations import sample_energy_loss
 from raylar.sim.particles import ELECTRON_MASS, isotropic_directions, rotate_directions
 from raylar.sim.transport import outside_volume
@@ -192,7 +192,7 @@ class _Stack:
                 position = np.asarray(columns["position"])[short]
                 self.deposits.append(
                     _point_deposits(
-                        position, kinetic[short], electron_dedx(np.maximum(kinetic[short], 0.01))
+                        position, kinetic[short], _stopping_power(np.maximum(kinetic[short], 0.01))
                     )
                 )
                 if np.any(np.asarray(columns["positron"])[short]):
@@ -208,6 +208,12 @@ class _Stack:
         merged = {key: np.concatenate([np.asarray(p[key]) for p in self.parts]) for key in keys}
         self.parts = []
         return merged
+
+
+def _stopping_power(kinetic) -> np.ndarray:
+    """Return the electron collision stopping power in MeV/cm, read from the range table."""
+    table = electron_range_table()
+    return np.interp(kinetic, table.energy, table.dedx)
 
 
 @lru_cache(maxsize=1)
@@ -235,7 +241,7 @@ def _interact_photons(rng, photons, electrons, next_photons, deposits, config, r
     energy, position, direction = photons["energy"], photons["position"], photons["direction"]
     low = energy < config.photon_cut_mev
     if np.any(low):
-        deposits.append(_point_deposits(position[low], energy[low], electron_dedx(energy[low])))
+        deposits.append(_point_deposits(position[low], energy[low], _stopping_power(energy[low])))
     keep = ~low
     energy, position, direction, primary = (
         energy[keep],
@@ -372,7 +378,9 @@ def _step_electrons(rng, state, photons, deposits, config):
     stopped = kinetic < config.electron_cut_mev
     if np.any(stopped):
         rest = np.maximum(kinetic[stopped], 0.0)
-        deposits.append(_point_deposits(end[stopped], rest, electron_dedx(np.maximum(rest, 0.01))))
+        deposits.append(
+            _point_deposits(end[stopped], rest, _stopping_power(np.maximum(rest, 0.01)))
+        )
         annihilate = stopped & positron
         if np.any(annihilate):
             _annihilate(rng, end[annihilate], photons)
