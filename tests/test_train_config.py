@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from raylar.train.__main__ import build_parser, config_from_args, main
-from raylar.train.checkpoint import CheckpointNotFoundError, find_checkpoint, load_checkpoint, save_checkpoint
+from raylar.train.checkpoint import (
+    CheckpointNotFoundError,
+    find_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from raylar.train.config import ConfigError, TrainConfig, parse_duration
 from raylar.train.metrics import (
     WorkerLog,

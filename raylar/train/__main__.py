@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--downsample", type=int, help="integer factor that shrinks the 3600 x 3600 image (default 9)")
     data.add_argument("--codec", choices=["sparse", "dense"], help="compression of events in the object store")
     data.add_argument("--val-fraction", type=float, help="fraction of events held out for validation (default 0.25)")
+    data.add_argument("--adc-scale", type=float, help="factor applied to pixel values before the model (default 0.01)")
     data.add_argument("--data-seed", type=int, help="seed of the simulation, the split and the epoch shuffles")
     data.add_argument("--no-audit", action="store_true", help="skip the per-epoch uniqueness audit")
     model = parser.add_argument_group("model")
@@ -73,6 +74,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         ("data", "codec"): args.codec,
         ("data", "val_fraction"): args.val_fraction,
         ("data", "seed"): args.data_seed,
+        ("data", "adc_scale"): args.adc_scale,
         ("model", "name"): args.model,
         ("optimizer", "name"): args.optimizer,
         ("optimizer", "lr"): args.lr,

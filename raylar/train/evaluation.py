@@ -1,6 +1,7 @@
 """Distributed validation and the end-of-epoch uniqueness audit."""
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -20,7 +21,16 @@ def validation_batches(num_events: int, world_size: int, rank: int, batch_size: 
     return [indices[start : start + batch_size] for start in range(0, len(indices), batch_size)]
 
 
-def validate(model, split, collective, batch_size: int, device, prefetch: int = 2) -> dict:
+def scale_inputs(inputs, scale: float):
+    """Multiply the pixel values of a dense tensor or a ``SparseBatch`` by ``scale``."""
+    if scale == 1.0:
+        return inputs
+    if isinstance(inputs, torch.Tensor):
+        return inputs.mul_(scale)
+    return replace(inputs, features=inputs.features * scale)
+
+
+def validate(model, split, collective, batch_size: int, device, prefetch: int = 2, adc_scale: float = 1.0) -> dict:
     """Evaluate ``model`` on this worker's part of ``split`` and combine the figures of all workers.
 
     Returns ``validation_summary``'s figures (loss, accuracy with its binomial
@@ -44,7 +54,7 @@ def validate(model, split, collective, batch_size: int, device, prefetch: int = 
     with torch.no_grad():
         for batch in loader:
             labels = torch.as_tensor(batch.labels, dtype=torch.long, device=device)
-            logits = model(batch.inputs)
+            logits = model(scale_inputs(batch.inputs, adc_scale))
             loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
             counts += confusion_counts(labels.cpu().numpy(), logits.argmax(dim=1).cpu().numpy())
     model.train(was_training)

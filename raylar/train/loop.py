@@ -19,7 +19,7 @@ from raylar.log import get_logger
 from raylar.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from raylar.train.collective import start_collective, unwrap
 from raylar.train.config import TrainConfig
-from raylar.train.evaluation import audit_epoch, expected_epoch_ids, validate
+from raylar.train.evaluation import audit_epoch, expected_epoch_ids, scale_inputs, validate
 from raylar.train.metrics import RunningWindow, WorkerLog, record_attempt, worker_csv_path
 from raylar.train.optim import LearningRateSchedule, build_optimizer
 
@@ -103,7 +103,7 @@ def train_loop_per_worker(config_dict: dict) -> None:
             labels = torch.as_tensor(batch.labels, dtype=torch.long, device=device)
 
             mark = time.perf_counter()
-            logits = model(batch.inputs)
+            logits = model(scale_inputs(batch.inputs, config.data.adc_scale))
             loss = F.cross_entropy(logits, labels)
             timing["forward_s"] = time.perf_counter() - mark
 
@@ -169,7 +169,8 @@ def train_loop_per_worker(config_dict: dict) -> None:
         else:
             progress.next_batch, progress.audit_records = batch_index, epoch_records
 
-        validation = validate(unwrap(model), store.val, collective, 2 * config.run.batch_size, device, config.data.prefetch)
+        validation = validate(unwrap(model), store.val, collective, 2 * config.run.batch_size, device,
+                              config.data.prefetch, config.data.adc_scale)
         last_validation_s = validation["val_time_s"]
         progress.add_epoch(epoch, validation, elapsed(), epoch_finished)
         status = "budget reached" if stopped_by_budget else ("completed" if progress.epoch >= config.run.epochs else "running")
