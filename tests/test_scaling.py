@@ -184,3 +184,24 @@ def test_running_mean_window():
     smoothed = running_mean(np.array([1.0, 3.0, 5.0, 7.0]), steps=2)
 
     assert smoothed.tolist() == [1.0, 2.0, 4.0, 6.0]
+
+
+def test_ring_allreduce_cost_formula():
+    from raylar.scaling.allreduce import ring_allreduce_seconds
+
+    seconds = ring_allreduce_seconds(8e6, workers=4, bandwidth=1e9, latency_s=1e-5)
+
+    assert seconds == pytest.approx(2 * 3 / 4 * 8e6 / 1e9 + 2 * 3 * 1e-5)
+    assert ring_allreduce_seconds(8e6, workers=1, bandwidth=1e9, latency_s=1e-5) == 0.0
+
+
+def test_predicted_efficiency_uses_network_between_nodes():
+    from raylar.scaling.allreduce import SUMMITDEV, allreduce_seconds, predicted_efficiency
+
+    inside_node = allreduce_seconds(8.6e6, 4, SUMMITDEV)
+    across_nodes = allreduce_seconds(8.6e6, 8, SUMMITDEV)
+    efficiency = predicted_efficiency(0.071, 8.6e6, 128, SUMMITDEV)
+
+    assert inside_node == pytest.approx(2 * 3 / 4 * 8.6e6 / 40e9 + 6 * 5e-6)
+    assert across_nodes == pytest.approx(2 * 7 / 8 * 8.6e6 / 12.5e9 + 14 * 5e-6)
+    assert efficiency == pytest.approx(0.071 / (0.071 + 2 * 127 / 128 * 8.6e6 / 12.5e9 + 254 * 5e-6))
