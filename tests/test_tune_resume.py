@@ -154,7 +154,8 @@ def test_finished_trial_not_rerun(resumed_sweep):
 
 def test_interrupted_trial_resumes_from_checkpoint(resumed_sweep):
     # The trainer logs where each worker starts; a trial restarted from scratch starts at epoch 0 batch 0.
-    starts = re.findall(r"starting at epoch (\d+) batch (\d+)", resumed_sweep["resumed"].stdout)
+    resumed = resumed_sweep["resumed"]
+    starts = re.findall(r"starting at epoch (\d+) batch (\d+)", resumed.stdout + resumed.stderr)
     assert len(starts) == 2
     assert starts[0] != ("0", "0")
     assert starts[1] == ("0", "0")
