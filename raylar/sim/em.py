@@ -346,15 +346,16 @@ def _step_electrons(rng, state, photons, deposits, config):
     emitted = np.zeros(n)
     if counts.sum():
         owner = np.repeat(np.arange(n), counts)
-        k = (
-            _sample_brem_fraction(rng, BREM_PHOTON_CUT_MEV / total_energy[owner])
-            * total_energy[owner]
-        )
-        running = np.cumsum(k)
+        y = _sample_brem_fraction(rng, BREM_PHOTON_CUT_MEV / total_energy[owner])
+        # Photons of one electron are emitted in turn, each taking its fraction y of what the
+        # electron has left: k_j = y_j * E * prod_{i<j} (1 - y_i), so they never exceed its energy.
+        log_keep = np.log1p(-np.minimum(y, 1.0 - 1e-12))
+        running = np.cumsum(log_keep)
         start = np.cumsum(counts) - counts
-        before = running - k - np.concatenate(([0.0], running))[start[owner]]
-        allowed = before + k <= available[owner]
-        owner, k = owner[allowed], k[allowed]
+        before = running - log_keep - np.concatenate(([0.0], running))[start[owner]]
+        k = y * available[owner] * np.exp(before)
+        keep = k > 0
+        owner, k = owner[keep], k[keep]
         np.add.at(emitted, owner, k)
         midpoint = position[owner] + 0.5 * ds[owner, None] * direction[owner]
         photons.add(

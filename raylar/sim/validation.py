@@ -126,6 +126,36 @@ def check_conversion_length() -> Row:
     )
 
 
+def check_radiation_length() -> Row:
+    """Radiation length seen by 10 GeV electrons over one shower step: -dx / ln(<E after> / E)."""
+    from raylar.sim import em
+
+    count, energy = 100_000, 1.0e4
+    rng = np.random.default_rng(SEED)
+    state = {
+        "kinetic": np.full(count, energy),
+        "position": np.tile([100.0, 0.0, 500.0], (count, 1)),
+        "direction": np.tile([0.0, 0.0, 1.0], (count, 1)),
+        "positron": np.zeros(count, bool),
+        "path": np.zeros(count),
+    }
+    photons = em._Stack()
+    em._step_electrons(rng, state, photons, [], SimConfig())
+    emitted = photons.take()["energy"].sum() if photons.parts else 0.0
+    step = em.MAX_STEP_CM
+    soft = float(em.soft_radiation_per_cm(np.array([energy + em.ELECTRON_MASS]))[0]) * step
+    kept = 1.0 - (emitted / count + soft) / energy
+    return Row(
+        "radiation_length",
+        "radiation length from 10 GeV e- bremsstrahlung over a 1 cm step",
+        "cm",
+        14.00,
+        -step / np.log(kept),
+        0.05,
+        "PDG liquid argon: X0 = 19.55 g/cm2 = 14.00 cm",
+    )
+
+
 def check_highland() -> Row:
     """RMS projected angle of 2 GeV/c muons after one radiation length of argon, from the transport."""
     momentum, length = 2000.0, 14.0
@@ -250,6 +280,7 @@ CHECKS = {
         for kinetic in energies
     },
     "conversion_length": check_conversion_length,
+    "radiation_length": check_radiation_length,
     "highland": check_highland,
     "michel_endpoint": check_michel_endpoint,
     "kaon_muon_momentum": check_kaon_muon,
