@@ -229,3 +229,17 @@ def test_eventfile_other_files_rejected(tmp_path):
         f["x"] = [1, 2, 3]
     with pytest.raises(EventFileError, match="not a raylar event file"):
         count_events(other)
+
+
+def test_eventfile_writer_flushes_while_streaming(tmp_path):
+    # The writer keeps at most FLUSH_EVENTS events in memory: after 300 writes, 256 are committed.
+    from raylar.sim import eventfile
+
+    rng = np.random.default_rng(13)
+    path = tmp_path / "events.h5"
+    with EventFileWriter(path, {}) as writer:
+        for i in range(300):
+            writer.write(_random_event(rng, i))
+        assert eventfile.FLUSH_EVENTS == 256
+        assert writer.num_events == 256
+    assert count_events(path) == 300
