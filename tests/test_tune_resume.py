@@ -116,7 +116,7 @@ def resumed_sweep(ray_cluster, tmp_path_factory):
         log.close()
 
     resumed = subprocess.run(
-        tune_command("--resume", str(experiment_path), *common), capture_output=True, text=True, timeout=400
+        tune_command("--resume", str(output), *common), capture_output=True, text=True, timeout=400
     )
     (folder / "resumed.log").write_text(resumed.stdout + resumed.stderr)
     return {

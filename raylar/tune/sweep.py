@@ -266,15 +266,32 @@ def write_manifest(plan: SweepPlan) -> None:
     (plan.experiment_path / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
 
 
-def read_manifest(path: str | Path) -> dict:
-    """Read the manifest of a sweep's experiment folder, raising ``SearchSpaceError`` if it has none."""
-    manifest = Path(path) / MANIFEST
-    if not manifest.is_file():
+def find_sweep_folder(path: str | Path) -> Path:
+    """Return the sweep folder for ``--resume PATH``: PATH itself, or the one sweep under PATH/ray.
+
+    ``PATH`` may be Ray Tune's experiment folder (``OUTPUT/ray/NAME``) or the
+    sweep's ``--output`` folder when that holds exactly one sweep.
+    """
+    path = Path(path)
+    if (path / MANIFEST).is_file():
+        return path
+    sweeps = sorted(manifest.parent for manifest in (path / "ray").glob(f"*/{MANIFEST}"))
+    if len(sweeps) == 1:
+        return sweeps[0]
+    if sweeps:
         raise SearchSpaceError(
-            f"{path} is not a raylar sweep folder: {MANIFEST} not found; give the folder that "
-            "the sweep printed at its start (OUTPUT/ray/SWEEP_NAME)"
+            f"{path} holds {len(sweeps)} sweeps; pass one of them to --resume: "
+            + ", ".join(str(sweep) for sweep in sweeps)
         )
-    return json.loads(manifest.read_text())
+    raise SearchSpaceError(
+        f"{path} is not a raylar sweep folder: {MANIFEST} not found there or in {path / 'ray'}/*; give "
+        "the sweep's --output folder or the folder the sweep printed at its start (OUTPUT/ray/NAME)"
+    )
+
+
+def read_manifest(path: str | Path) -> dict:
+    """Read the manifest of a sweep folder (see ``find_sweep_folder``)."""
+    return json.loads((find_sweep_folder(path) / MANIFEST).read_text())
 
 
 def build_trainer(plan: SweepPlan):
@@ -354,7 +371,7 @@ def resume_sweep(path: str | Path, tracking_uri: str | None = None):
     """
     from ray import tune
 
-    path = Path(path).resolve()
+    path = find_sweep_folder(path).resolve()
     manifest = read_manifest(path)
     uri = manifest["tracking_uri"]
     if tracking_uri and tracking_uri != uri:
