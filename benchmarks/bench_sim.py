@@ -3,15 +3,20 @@
 Generates ``--events`` events per class in this one process (one core) and reports, per class
 and overall, the wall-clock rate and the rate per CPU-second of this process. On a shared machine
 the CPU-time rate is the figure to trust: it does not count time the process waited for a core.
-A profile of the slowest part of the chain (transport, showers, detector response) is included.
+It also splits the CPU time between transport, showers and detector response, and records the
+event file writer's peak memory while it writes --memory-events events (the generated ones, repeated).
 
-Usage: python benchmarks/bench_sim.py [--events 20] [--seed 1] [--out benchmarks/results/bench_sim.json]
+Usage: python benchmarks/bench_sim.py [--events 20] [--seed 1] [--memory-events 20000]
+       [--out benchmarks/results/bench_sim.json]
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
+import resource
+import tempfile
 import time
 
 import numpy as np
@@ -21,6 +26,7 @@ from raylar.log import get_logger
 from raylar.sim import SimConfig, simulate_event
 from raylar.sim import em as em_module
 from raylar.sim import generate as generate_module
+from raylar.sim.eventfile import EventFileWriter, count_events
 
 logger = get_logger("raylar.benchmarks.sim")
 
@@ -48,12 +54,37 @@ class _Timer:
         setattr(self.module, self.name, self.original)
 
 
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def measure_writer_memory(events: list, total: int) -> dict:
+    """Write ``total`` events (the given ones repeated under new ids) and record the peak RSS."""
+    marks = {}
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "events.h5")
+        with EventFileWriter(path, {"benchmark": "writer memory"}) as writer:
+            for index in range(total):
+                writer.write(dataclasses.replace(events[index % len(events)], event_id=index))
+                if index + 1 in (total // 10, total):
+                    marks[index + 1] = round(_peak_rss_mb(), 1)
+        size_mb = os.path.getsize(path) / 1e6
+        assert count_events(path) == total
+    return {"events_written": total, "peak_rss_mb_after": marks, "file_mb": round(size_mb, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20, help="events per class (default 20)")
     parser.add_argument("--seed", type=int, default=1, help="master seed (default 1)")
     parser.add_argument(
         "--out", default="benchmarks/results/bench_sim.json", help="JSON result file"
+    )
+    parser.add_argument(
+        "--memory-events",
+        type=int,
+        default=20000,
+        help="events written to measure the writer's peak memory (default 20000)",
     )
     args = parser.parse_args()
 
@@ -62,6 +93,7 @@ def main() -> None:
     total_wall = total_cpu = 0.0
     parts = {}
     occupancy = []
+    kept = []
     with (
         _Timer(generate_module, "transport") as transport_timer,
         _Timer(em_module, "cascade") as em_timer,
@@ -74,6 +106,7 @@ def main() -> None:
             hits = []
             for index in range(args.events):
                 event = simulate_event(index, args.seed, config)
+                kept.append(event)
                 hits.append(event.num_hits)
                 occupancy.append(event.occupancy)
             wall = time.perf_counter() - wall
@@ -100,6 +133,8 @@ def main() -> None:
             "detector_response_cpu_s": round(response_timer.seconds, 3),
         }
 
+    writer_memory = measure_writer_memory(kept, args.memory_events)
+    logger.info("writer memory: %s", writer_memory)
     count = args.events * geometry.NUM_CLASSES
     result = {
         "benchmark": "simulator events per second per core, 3600 x 3600",
@@ -120,20 +155,14 @@ def main() -> None:
             "max": round(100 * float(np.max(occupancy)), 4),
         },
         "cpu_split": parts,
+        "writer_memory": writer_memory,
         "per_class": per_class,
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as handle:
         json.dump(result, handle, indent=2)
-    print(
-        json.dumps(
-            {
-                k: result[k]
-                for k in ("events", "events_per_cpu_s", "events_per_s_wall", "cpu_split")
-            },
-            indent=2,
-        )
-    )
+    keys = ("events", "events_per_cpu_s", "events_per_s_wall", "cpu_split", "writer_memory")
+    print(json.dumps({key: result[key] for key in keys}, indent=2))
 
 
 if __name__ == "__main__":
