@@ -27,16 +27,17 @@ class JishNet(nn.Module):
 
     Default widths 12/24/48/96, and why a batch of 7 full-size events fits 16 GB:
     one float32 map of 3600 x 3600 pixels is 51.84 MB per channel. Training with
-    the plain layer order keeps the input, the first block's ReLU output (C1
-    maps) and the smaller pooled maps and indices until the backward pass, and
-    the first block's backward pass adds two more full-size gradients (the
-    pooling's and the ReLU's), so the peak is about (1 + 3 * C1) * 51.84 MB plus
-    about 0.1 GB for the later blocks. With C1 = 12 that estimate is 1.99 GB per
-    event; measured on CPU (1200 x 1200 scaled by 9, benchmarks/bench_models.py)
-    it is 2.13 GB. Seven events take 14.9 GB and leave about 1 GB of a 16 GB GPU
-    for weights, optimizer state, the CUDA context and convolution workspace;
-    eight take 17.0 GB and do not fit. With C1 = 16 (2.76 GB measured per event)
-    only five would fit, with C1 = 13 seven would leave 0.04 GB.
+    the plain layer order keeps the input and the first block's ReLU output (C1
+    maps) until the backward pass, and that block's backward pass adds two more
+    full-size gradients (the pooling's and the ReLU's). The peak is therefore
+    (1 + 3 * C1) * 51.84 MB, 1.92 GB for C1 = 12, plus 0.13 GB for the pooled
+    maps, pooling indices and later blocks: 2.05 GB per event
+    (``describe_model``'s ``peak_training_bytes_per_event``). Measured on CPU
+    at 1200 x 1200 and scaled by 9 it is 2.13 GB. Seven events take 14.9 GB,
+    which leaves about 1 GB of a 16 GB GPU for weights, optimizer state, the
+    CUDA context and convolution workspace. Eight take 17.0 GB and do not fit.
+    With C1 = 16 (2.76 GB measured per event) only five fit, and with C1 = 13
+    seven leave 0.05 GB.
     NOTE: the GPU figures are estimates from the CPU measurement; cuDNN's
     workspace differs by algorithm, and bench_models_gpu.py measures them.
 
