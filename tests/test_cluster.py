@@ -51,9 +51,9 @@ def free_port() -> int:
 def ray_head_processes(port: int) -> list[psutil.Process]:
     """Return every process of the Ray head whose GCS listens on ``port``.
 
-    The GCS command line names the session folder; the other daemons name it
-    too, and the raylet's children (workers, agents) rename themselves, so they
-    are found as its descendants.
+    The GCS command line names the session folder, and so do the other
+    daemons. The raylet's children (workers, agents) rename themselves, so
+    they are found as its descendants.
     """
     session = None
     for process in psutil.process_iter(["cmdline"]):
@@ -201,6 +201,7 @@ STAND_IN_SCONTROL = """#!/bin/bash
 tr ',' '\\n' <<< "$3"
 """
 
+
 def printed_resources(output: str) -> dict:
     """Return the resources that RESOURCES_JOB printed (its command line may be echoed too)."""
     match = re.search(r"^RESOURCES (\{.*\})\s*$", output, re.MULTILINE)
@@ -264,8 +265,9 @@ def test_slurm_script_starts_ray_and_runs_command(tmp_path):
 
 @pytest.fixture(scope="module")
 def local_sshd(tmp_path_factory):
-    """Run an SSH server of the test's own on 127.0.0.1:22 that accepts only a
-    key made for the test, logging in as root; stop it by process id afterwards.
+    """Run an SSH server of the test's own on 127.0.0.1:22, stopped by process id afterwards.
+
+    It accepts only a key made for the test, which logs in as root.
 
     Ray's launcher has no SSH-port setting, so the port must be 22.
     """

@@ -204,4 +204,6 @@ def test_predicted_efficiency_uses_network_between_nodes():
 
     assert inside_node == pytest.approx(2 * 3 / 4 * 8.6e6 / 40e9 + 6 * 5e-6)
     assert across_nodes == pytest.approx(2 * 7 / 8 * 8.6e6 / 12.5e9 + 14 * 5e-6)
-    assert efficiency == pytest.approx(0.071 / (0.071 + 2 * 127 / 128 * 8.6e6 / 12.5e9 + 254 * 5e-6))
+    assert efficiency == pytest.approx(
+        0.071 / (0.071 + 2 * 127 / 128 * 8.6e6 / 12.5e9 + 254 * 5e-6)
+    )

@@ -1,7 +1,7 @@
 """Predicted data-parallel efficiency from the cost of a ring allreduce.
 
 A ring allreduce of S bytes over p workers sends 2 (p - 1) / p * S bytes
-through each worker's link in 2 (p - 1) steps (reduce-scatter, then
+through each worker's link. It takes 2 (p - 1) steps (reduce-scatter, then
 all-gather), so over links of bandwidth B bytes/s with per-step latency alpha:
 
     t_allreduce(p) = 2 (p - 1) / p * S / B + 2 (p - 1) * alpha

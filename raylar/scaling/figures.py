@@ -49,7 +49,7 @@ def write_figures(runs: list[WorkerCountRun], ratios: dict, folder: Path) -> lis
 
 
 def plot_throughput(runs: list[WorkerCountRun], path: Path) -> Path:
-    """Throughput against workers, with the ideal line through the smallest count."""
+    """Plot throughput against workers, with the ideal line through the smallest count."""
     plt = _pyplot()
     workers = np.array([run.workers for run in runs])
     rates = np.array([run.throughput for run in runs])
@@ -72,7 +72,7 @@ def plot_throughput(runs: list[WorkerCountRun], path: Path) -> Path:
 
 
 def plot_epoch_time(runs: list[WorkerCountRun], ratios: dict, path: Path) -> Path:
-    """Time per epoch divided by that of the smallest worker count, with the ideal n0 / n."""
+    """Plot the time per epoch divided by that of the smallest worker count, with the ideal n0 / n."""
     plt = _pyplot()
     workers = np.array([run.workers for run in runs])
     normalised = np.array([ratios[run.workers]["epoch_time_ratio"] for run in runs])
@@ -101,7 +101,7 @@ def plot_epoch_time(runs: list[WorkerCountRun], ratios: dict, path: Path) -> Pat
 
 
 def plot_loss(runs: list[WorkerCountRun], path: Path) -> Path:
-    """Allreduced training loss against wall-clock time, with insets for time to loss and DLT."""
+    """Plot the allreduced training loss against wall-clock time, with insets for time to loss and DLT."""
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for run in runs:
@@ -152,7 +152,7 @@ def plot_loss(runs: list[WorkerCountRun], path: Path) -> Path:
 
 
 def plot_accuracy(runs: list[WorkerCountRun], path: Path) -> Path:
-    """Allreduced training accuracy against wall-clock time."""
+    """Plot the allreduced training accuracy against wall-clock time."""
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(6.5, 4))
     for run in runs:
@@ -171,7 +171,7 @@ def plot_accuracy(runs: list[WorkerCountRun], path: Path) -> Path:
 
 
 def plot_confusion_tables(runs: list[WorkerCountRun], path: Path) -> Path:
-    """One table per worker count: validation confusion matrix in percent of the true class."""
+    """Draw one table per worker count: the validation confusion matrix in percent of the true class."""
     plt = _pyplot()
     figure, axes_list = plt.subplots(len(runs), 1, figsize=(6, 2.2 * len(runs)), squeeze=False)
     for axes, run in zip(axes_list[:, 0], runs, strict=True):

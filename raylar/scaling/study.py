@@ -48,7 +48,7 @@ def check_shards(num_events: int, val_fraction: float, batch_size: int, max_work
     """Raise ``ScalingError`` when the largest worker count leaves a shard smaller than one batch.
 
     The validation split rounds per class, so this counts the training
-    events low by up to one per class; the training run repeats the check
+    events low by up to one per class. The training run repeats the check
     with the exact split.
     """
     train_events = num_events - math.ceil(num_events * val_fraction) - 5
@@ -102,8 +102,8 @@ def measure_run(workers: int, run_dir: str | Path, summary: dict) -> WorkerCount
 
     Throughput is the sum over workers of each worker's median images per
     second, which leaves out the slow first steps. The time per epoch is the
-    wall-clock span of the slowest worker, averaged over finished epochs;
-    when no epoch finished within the budget, it is estimated as the
+    wall-clock span of the slowest worker, averaged over finished epochs.
+    When no epoch finished within the budget, it is estimated as the
     training events divided by the throughput.
     """
     run_dir = Path(run_dir)
