@@ -76,7 +76,7 @@ def check_tracking_store(uri: str, timeout_s: float = 5.0) -> None:
         try:
             with urllib.request.urlopen(health, timeout=timeout_s) as response:
                 if response.status != 200:
-                    raise TrackingError(f"MLflow tracking server {uri} answered HTTP {response.status}")
+                    raise TrackingError(f"MLflow tracking server {uri} returned HTTP {response.status}; check the URI")
         except (urllib.error.URLError, OSError) as error:
             raise TrackingError(
                 f"MLflow tracking server {uri} is unreachable ({error}); start it "

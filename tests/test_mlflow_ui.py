@@ -73,21 +73,14 @@ def tracked_store(ray_cluster, tmp_path_factory):
 
 def dump_page(chromium: str, url: str, screenshot: Path) -> str:
     """Load ``url`` in headless Chromium, save a screenshot, and return the rendered DOM."""
-    common = [
-        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--window-size=1600,1000", "--virtual-time-budget=20000",
-    ]  # fmt: skip
     with tempfile.TemporaryDirectory() as profile_dir:
-        dom = subprocess.run(
-            [*common, f"--user-data-dir={profile_dir}/dom", "--dump-dom", url],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        subprocess.run(
-            [*common, f"--user-data-dir={profile_dir}/shot", f"--screenshot={screenshot}", url],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-    return dom.stdout
+        command = [
+            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={profile_dir}", "--window-size=1600,1000", "--virtual-time-budget=10000",
+            f"--screenshot={screenshot}", "--dump-dom", url,
+        ]  # fmt: skip
+        return subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
 
 
 def test_sweep_has_three_runs(tracked_store):

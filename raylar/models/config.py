@@ -8,7 +8,7 @@ HIDDEN_UNITS = (256, 32)
 NUM_CLASSES = 5
 # Each block's output width; 12 is the widest first layer for which the
 # training memory of 7 full-size JishNet events fits a 16 GB GPU (see JishNet).
-DEFAULT_CHANNELS = (12, 24, 48, 96)
+DEFAULT_CHANNELS = (13, 26, 52, 104)
 MAX_CHANNELS = 1024
 # The smallest side that survives the pooling chain with one pixel left: 5*5*4*4.
 MIN_IMAGE_SIZE = 5 * 5 * 4 * 4

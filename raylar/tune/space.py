@@ -8,8 +8,8 @@ by their dotted path in ``TrainConfig.to_dict()``, and one distribution each::
       data.batch_size: {distribution: choice, values: [4, 8, 16]}
 
 Distributions and their keys: ``uniform`` and ``loguniform`` (``low``, ``high``),
-``quniform`` (``low``, ``high``, ``q``), ``randint`` (``low``, ``high``; ``high``
-excluded, as in Ray Tune), ``choice`` and ``grid`` (``values``). ``grid`` values
+``quniform`` (``low``, ``high``, ``q``), ``randint`` (``low``, ``high``, with ``high``
+excluded as in Ray Tune), ``choice`` and ``grid`` (``values``). ``grid`` values
 are all run, each ``num_samples`` times; the others are sampled.
 """
 

@@ -48,7 +48,7 @@ class SweepPlan:
 
     @property
     def storage_path(self) -> Path:
-        """Folder that holds Ray Tune's experiment folder (``storage_path/name``)."""
+        """Folder that contains Ray Tune's experiment folder (``storage_path/name``)."""
         return self.output / "ray"
 
     @property
@@ -65,9 +65,9 @@ def plan_concurrency(train: dict, settings: SweepSettings, total_trials: int) ->
     even one trial fits.
     """
     backend = train["backend"]
-    wanted = settings.concurrent_trials or total_trials
+    requested = settings.concurrent_trials or total_trials
     error = None
-    for jobs in range(min(wanted, total_trials), 0, -1):
+    for jobs in range(min(requested, total_trials), 0, -1):
         try:
             resources = plan_workers(
                 backend["workers"],
@@ -270,7 +270,7 @@ def find_sweep_folder(path: str | Path) -> Path:
     """Return the sweep folder for ``--resume PATH``: PATH itself, or the one sweep under PATH/ray.
 
     ``PATH`` may be Ray Tune's experiment folder (``OUTPUT/ray/NAME``) or the
-    sweep's ``--output`` folder when that holds exactly one sweep.
+    sweep's ``--output`` folder when it contains exactly one sweep.
     """
     path = Path(path)
     if (path / MANIFEST).is_file():
@@ -280,7 +280,7 @@ def find_sweep_folder(path: str | Path) -> Path:
         return sweeps[0]
     if sweeps:
         raise SearchSpaceError(
-            f"{path} holds {len(sweeps)} sweeps; pass one of them to --resume: "
+            f"{path} contains {len(sweeps)} sweeps; pass one of them to --resume: "
             + ", ".join(str(sweep) for sweep in sweeps)
         )
     raise SearchSpaceError(
