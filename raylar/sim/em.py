@@ -1,14 +1,10 @@
 """Electromagnetic showers: electrons, positrons and photons transported together, step by step.
 
-Photons undergo pair production, Compton scattering and photoabsorption. The pair cross-section is
-L. Urban's parametrization of Bethe-Heitler as Geant4's G4BetheHeitlerModel uses it, scaled so
-that the mean free path at 100 GeV is the PDG's 9/7 X0. Compton scattering follows Klein-Nishina,
-sampled with Butcher and Messel's method. Below ``photon_cut_mev`` a photon deposits its energy
-where it is. Electrons and positrons lose energy by collisions (ICRU 37 stopping power, Landau
-fluctuations) and radiate bremsstrahlung photons above BREM_PHOTON_CUT_MEV from the
-complete-screening spectrum (1/y)(4/3 - 4/3 y + y^2) of the PDG review. Softer radiation is a
-continuous loss, scattering follows Highland, and positrons annihilate at rest into two 511 keV
-photons.
+The processes and their sources are in ``emprocess``. Electrons and positrons lose energy by
+collisions (ICRU 37 stopping power, Landau fluctuations), radiate bremsstrahlung photons above
+BREM_PHOTON_CUT_MEV, lose softer radiation continuously and scatter following Highland; positrons
+annihilate at rest into two 511 keV photons. Photons below ``photon_cut_mev`` deposit their
+energy where they are.
 
 All particles of a generation advance together: each round moves every live electron one step
 and every pending photon to its next interaction, so the Python loop runs once per step of the
@@ -22,157 +18,24 @@ import numpy as np
 from raylar.sim import material as lar
 from raylar.sim.detector import Deposits
 from raylar.sim.eloss import electron_range_table, highland_growth
+from raylar.sim.emprocess import (
+    BREM_PHOTON_CUT_MEV,
+    brem_photons_per_cm,
+    photon_interactions,
+    sample_brem_fraction,
+    sample_compton,
+    sample_pair_fraction,
+    soft_radiation_per_cm,
+)
 from raylar.sim.fluctuations import sample_energy_loss
 from raylar.sim.particles import ELECTRON_MASS, isotropic_directions, rotate_directions
 from raylar.sim.transport import outside_volume
 
-BREM_PHOTON_CUT_MEV = 0.5
 MAX_STEP_CM = 1.0
 MIN_STEP_CM = 0.03
 RANGE_FRACTION = 0.25
 FINAL_RANGE_CM = 0.1
-ELECTRONS_PER_CM3 = lar.DENSITY * 6.02214076e23 * lar.Z_OVER_A
-CLASSICAL_RADIUS_CM = 2.8179403262e-13
 MAX_ROUNDS = 20000
-
-# Urban's pair-production fit, in microbarn, as used by Geant4's G4BetheHeitlerModel (1.5 MeV-100 GeV).
-_PAIR_A = (8.7842e2, -1.9625e3, 1.2949e3, -2.0028e2, 1.2575e1, -2.8333e-1)
-_PAIR_B = (-1.0342e1, 1.7692e1, -8.2381, 1.3063, -9.0815e-2, 2.3586e-3)
-_PAIR_C = (-4.5263e2, 1.1161e3, -8.6749e2, 2.1773e2, -2.0467e1, 6.5372e-1)
-PAIR_REFERENCE_MEV = 1.0e5
-
-
-def _urban_pair(energy) -> np.ndarray:
-    energy = np.asarray(energy, dtype=float)
-    clipped = np.maximum(energy, 1.5)
-    x = np.log(clipped / ELECTRON_MASS)
-    powers = np.stack([x**i for i in range(6)])
-    f1, f2, f3 = (np.tensordot(c, powers, axes=1) for c in (_PAIR_A, _PAIR_B, _PAIR_C))
-    z = lar.Z
-    sigma = (z + 1) * (f1 * z + f2 * z * z + f3)
-    below = (energy - 2 * ELECTRON_MASS) / (1.5 - 2 * ELECTRON_MASS)
-    sigma = np.where(energy < 1.5, sigma * np.square(np.clip(below, 0, None)), sigma)
-    return np.where(energy <= 2 * ELECTRON_MASS, 0.0, np.maximum(sigma, 0.0))
-
-
-def pair_attenuation(energy) -> np.ndarray:
-    """Return the pair-production attenuation coefficient in 1/cm; 7/(9 X0) at 100 GeV."""
-    return (
-        7.0
-        / (9.0 * lar.RADIATION_LENGTH_CM)
-        * _urban_pair(energy)
-        / _urban_pair(PAIR_REFERENCE_MEV)
-    )
-
-
-def compton_attenuation(energy) -> np.ndarray:
-    """Return the Klein-Nishina Compton attenuation coefficient in 1/cm (free electrons)."""
-    k = np.maximum(np.asarray(energy, dtype=float), 1e-4) / ELECTRON_MASS
-    log_term = np.log1p(2 * k)
-    sigma = (
-        (1 + k) / k**2 * (2 * (1 + k) / (1 + 2 * k) - log_term / k)
-        + log_term / (2 * k)
-        - (1 + 3 * k) / (1 + 2 * k) ** 2
-    )
-    return 2 * np.pi * CLASSICAL_RADIUS_CM**2 * sigma * ELECTRONS_PER_CM3
-
-
-def photoabsorption_attenuation(energy) -> np.ndarray:
-    """Return the photoabsorption coefficient in 1/cm.
-
-    NOTE: a power law E^-3 normalised to an estimated 0.03 cm^2/g at 100 keV for argon. It only
-    decides where photons below a few hundred keV end, which the 3 mm wires barely resolve.
-    """
-    energy = np.maximum(np.asarray(energy, dtype=float), 1e-3)
-    return 0.03 * lar.DENSITY * (energy / 0.1) ** -3
-
-
-def sample_compton(rng, energy) -> np.ndarray:
-    """Sample the scattered photon's energy fraction epsilon = E'/E from Klein-Nishina."""
-    k = energy / ELECTRON_MASS
-    eps0 = 1.0 / (1.0 + 2.0 * k)
-    alpha1 = -np.log(eps0)
-    alpha2 = 0.5 * (1 - eps0 * eps0)
-    out = np.empty(energy.size)
-    todo = np.arange(energy.size)
-    while todo.size:
-        e0, a1, a2, kk = eps0[todo], alpha1[todo], alpha2[todo], k[todo]
-        first = rng.random(todo.size) * (a1 + a2) < a1
-        u = rng.random(todo.size)
-        eps = np.where(first, np.exp(-a1 * u), np.sqrt(e0 * e0 + (1 - e0 * e0) * u))
-        one_minus_cos = (1 - eps) / (kk * eps)
-        sin2 = one_minus_cos * (2 - one_minus_cos)
-        accept = rng.random(todo.size) < 1 - eps * sin2 / (1 + eps * eps)
-        out[todo[accept]] = eps[accept]
-        todo = todo[~accept]
-    return out
-
-
-def _sample_pair_fraction(rng, energy) -> np.ndarray:
-    # Complete-screening energy sharing: dsigma/dx ~ 1 - 4/3 x (1 - x), x within the kinematic limits.
-    low = ELECTRON_MASS / energy
-    out = np.empty(energy.size)
-    todo = np.arange(energy.size)
-    while todo.size:
-        x = low[todo] + (1 - 2 * low[todo]) * rng.random(todo.size)
-        accept = rng.random(todo.size) < 1 - 4.0 / 3.0 * x * (1 - x)
-        out[todo[accept]] = x[accept]
-        todo = todo[~accept]
-    return out
-
-
-def _sample_brem_fraction(rng, y_cut) -> np.ndarray:
-    # (1/y)(4/3 - 4/3 y + y^2) on [y_cut, 1]: draw 1/y, accept with (1 - y + 3/4 y^2) >= 2/3.
-    out = np.empty(y_cut.size)
-    todo = np.arange(y_cut.size)
-    while todo.size:
-        y = y_cut[todo] ** rng.random(todo.size)
-        accept = rng.random(todo.size) < 1 - y + 0.75 * y * y
-        out[todo[accept]] = y[accept]
-        todo = todo[~accept]
-    return out
-
-
-def brem_photons_per_cm(energy) -> np.ndarray:
-    """Return the mean number of bremsstrahlung photons above the cut emitted per cm."""
-    y = np.clip(BREM_PHOTON_CUT_MEV / np.maximum(energy, 1e-9), 0.0, 1.0)
-    count = -4.0 / 3.0 * np.log(np.maximum(y, 1e-300)) - 4.0 / 3.0 * (1 - y) + 0.5 * (1 - y * y)
-    return np.where(energy > BREM_PHOTON_CUT_MEV, count, 0.0) / lar.RADIATION_LENGTH_CM
-
-
-def soft_radiation_per_cm(energy) -> np.ndarray:
-    """Return the mean energy per cm radiated in photons below the cut (MeV/cm)."""
-    y = np.clip(BREM_PHOTON_CUT_MEV / np.maximum(energy, 1e-9), 0.0, 1.0)
-    return energy * (4.0 / 3.0 * y - 2.0 / 3.0 * y * y + y**3 / 3.0) / lar.RADIATION_LENGTH_CM
-
-
-@lru_cache(maxsize=1)
-def _attenuation_table():
-    log_energy = np.linspace(np.log(1e-3), np.log(2e5), 3000)
-    energy = np.exp(log_energy)
-    rows = [
-        pair_attenuation(energy),
-        compton_attenuation(energy),
-        photoabsorption_attenuation(energy),
-    ]
-    return log_energy, np.stack(rows)
-
-
-def attenuation(energy) -> np.ndarray:
-    """Return (3, n) attenuation coefficients in 1/cm: pair, Compton, photoabsorption (tabulated)."""
-    log_energy, table = _attenuation_table()
-    x = np.log(np.maximum(energy, 1e-3))
-    return np.stack([np.interp(x, log_energy, row) for row in table])
-
-
-def photon_interactions(rng, energy):
-    """Draw each photon's distance to its next interaction (cm) and its kind (0 pair, 1 Compton, 2 absorption)."""
-    mu = attenuation(energy)
-    total = mu.sum(axis=0)
-    distance = rng.exponential(1.0, energy.size) / total
-    pick = rng.random(energy.size) * total
-    kind = np.where(pick < mu[0], 0, np.where(pick < mu[0] + mu[1], 1, 2))
-    return distance, kind
 
 
 class _Stack:
@@ -269,7 +132,7 @@ def _interact_photons(rng, photons, electrons, next_photons, deposits, config, r
     pair = kind == 0
     if np.any(pair):
         e, pos, d = energy[pair], position[pair], direction[pair]
-        x = _sample_pair_fraction(rng, e)
+        x = sample_pair_fraction(rng, e)
         for share, positron in ((x, False), (1 - x, True)):
             total = share * e
             theta = ELECTRON_MASS / total * np.sqrt(-np.log(rng.random(e.size)))
@@ -346,7 +209,7 @@ def _step_electrons(rng, state, photons, deposits, config):
     emitted = np.zeros(n)
     if counts.sum():
         owner = np.repeat(np.arange(n), counts)
-        y = _sample_brem_fraction(rng, BREM_PHOTON_CUT_MEV / total_energy[owner])
+        y = sample_brem_fraction(rng, BREM_PHOTON_CUT_MEV / total_energy[owner])
         # Photons of one electron are emitted in turn, each taking its fraction y of what the
         # electron has left: k_j = y_j * E * prod_{i<j} (1 - y_i), so they never exceed its energy.
         log_keep = np.log1p(-np.minimum(y, 1.0 - 1e-12))

@@ -13,7 +13,7 @@ from raylar.sim import reference
 from raylar.sim.config import SimConfig
 from raylar.sim.decays import decay_at
 from raylar.sim.detector import Deposits, collect_charge, recombination_survival
-from raylar.sim.em import photon_interactions
+from raylar.sim.emprocess import photon_interactions
 from raylar.sim.particles import SPECIES, kinetic_from_momentum
 from raylar.sim.transport import transport
 
