@@ -184,3 +184,14 @@ def test_asha_stops_poor_trial_early(asha_sweep):
     assert poor.metrics["elapsed_s"] < BUDGET_S * 0.8
     assert poor.metrics["status"] == "running"
     assert run_of(runs, poor.metrics["trial_id"]).data.tags["raylar.status"] == "stopped early"
+
+
+def test_report_cli_unknown_experiment(concurrent_sweep, capsys):
+    from raylar.report import main as report_main
+
+    plan, _, _, _ = concurrent_sweep
+    code = report_main(["--experiment", "no-such-sweep", "--tracking-uri", plan.tracking_uri])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "experiment 'no-such-sweep' not found" in error
+    assert plan.name in error

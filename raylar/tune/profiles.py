@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from raylar.train.config import ConfigError, TrainConfig, parse_duration
-from raylar.tune.space import SearchSpaceError, flatten, read_yaml, set_dotted
+from raylar.tune.space import SearchSpaceError, check_field_name, flatten, read_yaml, set_dotted
 
 SEARCH_SPACE_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 SCHEDULERS = ("asha", "hyperband", "none")
@@ -96,10 +96,7 @@ def apply_overrides(config: dict, overrides: dict, source: str, prefix: str = ""
         if isinstance(value, dict) and not any(field_name == name for field_name in known):
             apply_overrides(config, value, source, prefix=f"{name}.")
             continue
-        if name not in known:
-            from raylar.tune.space import check_field_name
-
-            check_field_name(name, known, source)
+        check_field_name(name, known, source)
         set_dotted(config, name, value)
 
 

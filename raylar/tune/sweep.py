@@ -13,6 +13,7 @@ from pathlib import Path
 
 from raylar.log import get_logger
 from raylar.tracking import (
+    SWEEP_TAG,
     MLflowTrialTracker,
     check_tracking_store,
     git_commit,
@@ -217,7 +218,7 @@ def trial_run_directory(trial, result: dict) -> Path | None:
 
 def make_tracker(plan: SweepPlan) -> MLflowTrialTracker:
     sweep_tags = {
-        "raylar.sweep": plan.name,
+        SWEEP_TAG: plan.name,
         "raylar.profile": plan.profile.name,
         "raylar.search_space": plan.space.name,
         "git_commit": git_commit(),
