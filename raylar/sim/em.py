@@ -19,7 +19,6 @@ from raylar.sim import material as lar
 from raylar.sim.detector import Deposits
 from raylar.sim.eloss import electron_range_table, highland_growth
 from raylar.sim.emprocess import (
-    BREM_PHOTON_CUT_MEV,
     brem_photons_per_cm,
     photon_interactions,
     sample_brem_fraction,
@@ -209,7 +208,7 @@ def _step_electrons(rng, state, photons, deposits, config):
     emitted = np.zeros(n)
     if counts.sum():
         owner = np.repeat(np.arange(n), counts)
-        y = sample_brem_fraction(rng, BREM_PHOTON_CUT_MEV / total_energy[owner])
+        y = sample_brem_fraction(rng, total_energy[owner])
         # Photons of one electron are emitted in turn, each taking its fraction y of what the
         # electron has left: k_j = y_j * E * prod_{i<j} (1 - y_i), so they never exceed its energy.
         log_keep = np.log1p(-np.minimum(y, 1.0 - 1e-12))

@@ -106,23 +106,75 @@ def sample_pair_fraction(rng, energy) -> np.ndarray:
     return out
 
 
-def sample_brem_fraction(rng, y_cut) -> np.ndarray:
-    # (1/y)(4/3 - 4/3 y + y^2) on [y_cut, 1]: draw 1/y, accept with (1 - y + 3/4 y^2) >= 2/3.
-    out = np.empty(y_cut.size)
-    todo = np.arange(y_cut.size)
+# Butcher and Messel's fits of the Bethe-Heitler screening functions, with the screening variable
+# delta = 136 m_e Z^(-1/3) y / (E (1 - y)); delta -> 0 is complete screening.
+_SCREENING_FACTOR = 136.0 * ELECTRON_MASS / lar.Z ** (1.0 / 3.0)
+_COULOMB_TERM = np.log(lar.Z) / 3.0
+
+
+def _screening(delta):
+    low = delta <= 1.0
+    log_part = 21.12 - 4.184 * np.log(delta + 0.952)
+    phi1 = np.where(low, 20.867 - 3.242 * delta + 0.625 * delta * delta, log_part)
+    phi2 = np.where(low, 20.029 - 1.930 * delta - 0.086 * delta * delta, log_part)
+    return phi1, phi2
+
+
+def screening_weight(y, energy) -> np.ndarray:
+    """Return the bremsstrahlung cross-section at photon fraction ``y`` relative to complete screening.
+
+    The weight is 1 for complete screening (high energy) and drops below 1 as the screening of
+    the nucleus becomes incomplete at low electron energy (``energy`` is the total energy).
+    """
+    y = np.clip(y, 1e-12, 1.0 - 1e-9)
+    phi1, phi2 = _screening(_SCREENING_FACTOR * y / (energy * (1.0 - y)))
+    full1, full2 = _screening(np.zeros(1))
+    first = 1.0 + (1.0 - y) ** 2
+    second = 2.0 / 3.0 * (1.0 - y)
+    weight = first * (phi1 / 4 - _COULOMB_TERM) - second * (phi2 / 4 - _COULOMB_TERM)
+    complete = first * (full1 / 4 - _COULOMB_TERM) - second * (full2 / 4 - _COULOMB_TERM)
+    return np.clip(weight / complete, 0.0, 1.0)
+
+
+def sample_brem_fraction(rng, energy) -> np.ndarray:
+    """Sample photon energy fractions y above the cut for electrons of total ``energy`` (array).
+
+    The proposal is the complete-screening spectrum (1/y)(4/3 - 4/3 y + y^2): draw 1/y, accept
+    with 1 - y + 3/4 y^2 (at least 2/3), then with the screening weight.
+    """
+    y_cut = BREM_PHOTON_CUT_MEV / energy
+    out = np.empty(energy.size)
+    todo = np.arange(energy.size)
     while todo.size:
         y = y_cut[todo] ** rng.random(todo.size)
-        accept = rng.random(todo.size) < 1 - y + 0.75 * y * y
+        weight = (1 - y + 0.75 * y * y) * screening_weight(y, energy[todo])
+        accept = rng.random(todo.size) < weight
         out[todo[accept]] = y[accept]
         todo = todo[~accept]
     return out
 
 
+@lru_cache(maxsize=1)
+def _brem_rate_table():
+    # Photons above the cut per X0, integrated over ln y with the trapezoid rule.
+    log_energy = np.linspace(np.log(BREM_PHOTON_CUT_MEV * 1.0001), np.log(2e5), 300)
+    rates = []
+    for energy in np.exp(log_energy):
+        log_y = np.linspace(np.log(BREM_PHOTON_CUT_MEV / energy), 0.0, 400)
+        y = np.exp(log_y)
+        spectrum = (4.0 / 3.0 - 4.0 / 3.0 * y + y * y) * screening_weight(
+            y, np.full(y.size, energy)
+        )
+        rates.append(np.trapezoid(spectrum, log_y))
+    return log_energy, np.array(rates)
+
+
 def brem_photons_per_cm(energy) -> np.ndarray:
     """Return the mean number of bremsstrahlung photons above the cut emitted per cm."""
-    y = np.clip(BREM_PHOTON_CUT_MEV / np.maximum(energy, 1e-9), 0.0, 1.0)
-    count = -4.0 / 3.0 * np.log(np.maximum(y, 1e-300)) - 4.0 / 3.0 * (1 - y) + 0.5 * (1 - y * y)
-    return np.where(energy > BREM_PHOTON_CUT_MEV, count, 0.0) / lar.RADIATION_LENGTH_CM
+    energy = np.asarray(energy, dtype=float)
+    log_energy, rates = _brem_rate_table()
+    rate = np.interp(np.log(np.maximum(energy, 1e-9)), log_energy, rates)
+    return np.where(energy > BREM_PHOTON_CUT_MEV, rate, 0.0) / lar.RADIATION_LENGTH_CM
 
 
 def soft_radiation_per_cm(energy) -> np.ndarray:
