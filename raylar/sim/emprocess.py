@@ -5,7 +5,8 @@ G4BetheHeitlerModel uses it, scaled so that the mean free path at 100 GeV is the
 Compton scattering follows Klein-Nishina, sampled with Butcher and Messel's method.
 Bremsstrahlung follows the complete-screening spectrum (1/y)(4/3 - 4/3 y + y^2) of the PDG review
 (radiative loss E/X0 at high energy), reduced at low energy by the incomplete screening of the
-nucleus (Bethe-Heitler screening functions in Butcher and Messel's approximation, as in EGS4).
+nucleus: Bethe-Heitler screening functions in Butcher and Messel's fits (Nucl. Phys. 20 (1960) 15),
+the same fits Geant4's G4BetheHeitlerModel uses for pair production.
 Energies in MeV, lengths in cm.
 """
 
