@@ -183,6 +183,8 @@ def _step_electrons(rng, state, photons, deposits, config):
     positron, path = state["positron"], state["path"]
     n = kinetic.size
     residual = table.range_of(kinetic)
+    # NOTE: steps of up to 1 cm let electrons near 10 MeV bend in kinks of about 20 degrees; an
+    # angle limit per step would cost about four times the rounds (docs/simulator.md).
     ds = np.minimum(np.clip(RANGE_FRACTION * residual, MIN_STEP_CM, MAX_STEP_CM), residual)
     # An electron with less than FINAL_RANGE_CM of range left ends in this step: at the 3 mm wire
     # pitch its last millimetres are one blob, and finishing it here saves many rounds.
