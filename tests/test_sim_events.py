@@ -211,3 +211,11 @@ def test_default_geometry_occupancy_per_class():
     for name, values in table.items():
         assert 1e-4 <= np.median(values) <= 2e-2, (name, values)
         assert max(values) <= 2e-2, (name, values)
+
+
+def test_noiseless_event_keeps_only_charge():
+    config = SimConfig(downsample=9, noise_rms_adc=0.0, threshold_adc=0.0, classes=("muon",))
+    event = simulate_event(1, 107, config)
+    assert event.num_hits > 0
+    assert event.values.min() >= 1.0
+    assert event.truth["noise_only_pixels"] == 0

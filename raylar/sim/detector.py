@@ -217,7 +217,7 @@ def digitize(rng, keys, electrons, config):
         if config.noise_rms_adc > 0:
             shaped = shaped + config.noise_rms_adc * rng.standard_normal(shaped.size)
         adc = np.minimum(np.rint(shaped), config.adc_max)
-        keep = adc >= config.threshold_adc
+        keep = (adc >= config.threshold_adc) & (adc > 0)
         wires_out.append(window[keep] // TICK_STRIDE)
         ticks_out.append(window[keep] % TICK_STRIDE - TICK_PAD)
         values_out.append(adc[keep])
