@@ -11,12 +11,16 @@ from ``raylar.sim.simulate_event`` (one per class by default):
   max(FLOPs / matrix-product rate, bytes moved / memory bandwidth), with both
   ceilings measured in the same process right before the timed steps.
 
-Each configuration runs in its own subprocess, so its peak resident memory
-(VmHWM, reset through /proc/self/clear_refs once the inputs exist) belongs to
-the steps alone: activations, gradients, optimizer state and workspace.
+Every measurement runs on ``--threads`` torch threads, by default 1, which
+gives per-core figures. On a shared, oversubscribed machine a two-thread
+parallel region waits for whichever thread the scheduler has parked, and that
+made Adam's elementwise steps 10 to 50 times slower. Each configuration runs in
+its own subprocess, so its peak resident memory (VmHWM, reset through
+/proc/self/clear_refs once the inputs exist) belongs to the steps alone:
+activations, gradients, optimizer state and workspace.
 
 Usage: python benchmarks/bench_models.py [--events 5] [--downsample 3] [--repeats 1]
-       [--output benchmarks/results/bench_models.json]
+       [--small-repeats 3] [--threads 1] [--output benchmarks/results/bench_models.json]
 """
 
 import argparse
@@ -155,6 +159,7 @@ def train_step(model, optimizer, inputs, label) -> None:
 
 def measure(spec: dict) -> dict:
     """Time train steps of one model configuration on the events of ``spec``; runs in a subprocess."""
+    torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
     downsample = spec["downsample"]
     events = simulate_events(spec["events"], downsample)
@@ -271,6 +276,12 @@ def main() -> None:
     parser.add_argument(
         "--small-repeats", type=int, default=3, help="timed passes at the downsampled size"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per measurement; on a shared machine one thread waits least for others",
+    )
     parser.add_argument("--output", default="benchmarks/results/bench_models.json")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -282,7 +293,12 @@ def main() -> None:
     started = time.time()
     plan = []
     for downsample, repeats in ((1, args.repeats), (args.downsample, args.small_repeats)):
-        base = {"events": args.events, "downsample": downsample, "repeats": repeats}
+        base = {
+            "events": args.events,
+            "downsample": downsample,
+            "repeats": repeats,
+            "threads": args.threads,
+        }
         plan.append({**base, "model": "scnet", "variant": "sparse", "options": {}})
         for variant, options in JISHNET_VARIANTS.items():
             if downsample == 1 and variant not in FULL_SIZE_VARIANTS:

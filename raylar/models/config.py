@@ -6,7 +6,7 @@ KERNEL_SIZE = 5
 POOL_WINDOWS = (5, 5, 4, 4)
 HIDDEN_UNITS = (256, 32)
 NUM_CLASSES = 5
-# Each block's output width; 12 is the widest first layer for which the
+# Each block's output width; 13 is the widest first layer for which the
 # training memory of 7 full-size JishNet events fits a 16 GB GPU (see JishNet).
 DEFAULT_CHANNELS = (13, 26, 52, 104)
 MAX_CHANNELS = 1024

@@ -25,19 +25,22 @@ class JishNet(nn.Module):
     logits (softmax belongs to the loss). At 3600 x 3600 the last block leaves a
     9 x 9 map; any side from 400 pixels up builds, pooling with floor division.
 
-    Default widths 12/24/48/96, and why a batch of 7 full-size events fits 16 GB:
-    one float32 map of 3600 x 3600 pixels is 51.84 MB per channel. Training with
-    the plain layer order keeps the input and the first block's ReLU output (C1
-    maps) until the backward pass, and that block's backward pass adds two more
-    full-size gradients (the pooling's and the ReLU's). The peak is therefore
-    (1 + 3 * C1) * 51.84 MB, 1.92 GB for C1 = 12, plus 0.13 GB for the pooled
-    maps, pooling indices and later blocks: 2.05 GB per event
-    (``describe_model``'s ``peak_training_bytes_per_event``). Measured on CPU
-    at 1200 x 1200 and scaled by 9 it is 2.13 GB. Seven events take 14.9 GB,
-    which leaves about 1 GB of a 16 GB GPU for weights, optimizer state, the
-    CUDA context and convolution workspace. Eight take 17.0 GB and do not fit.
-    With C1 = 16 (2.76 GB measured per event) only five fit, and with C1 = 13
-    seven leave 0.05 GB.
+    Default widths 13/26/52/104, and why a batch of 7 full-size events fits
+    16 GB: one float32 map of 3600 x 3600 pixels is 51.84 MB per channel.
+    Training with the plain layer order keeps the input and the first block's
+    ReLU output (C1 maps) until the backward pass, and that block's backward
+    pass adds two more full-size gradients (the pooling's and the ReLU's). The
+    peak is therefore (1 + 3 * C1) * 51.84 MB, 2.07 GB for C1 = 13, plus
+    0.15 GB for the pooled maps, pooling indices and later blocks: 2.22 GB per
+    event (``describe_model``'s ``peak_training_bytes_per_event``); measured on
+    CPU at 1200 x 1200 and scaled by 9 it is 2.28 GB. A 16 GB GPU has 16 GiB
+    (17.18 GB). Setting 1 GiB aside for the CUDA context, convolution
+    workspace, weights and Adam state leaves 16.1 GB for activations. Seven
+    events take 15.5 GB (16.0 GB at the measured figure) and fit. Eight take
+    17.8 GB, more than the whole card. C1 = 13 is the widest first layer for
+    which seven fit, because with C1 = 14 (2.46 GB measured per event) they
+    take 17.2 GB. With C1 = 12 (2.05 GB estimated) eight take 16.4 GB, close
+    enough to fit some cards.
     NOTE: the GPU figures are estimates from the CPU measurement; cuDNN's
     workspace differs by algorithm, and bench_models_gpu.py measures them.
 
