@@ -98,6 +98,7 @@ def test_sim_config_round_trip():
         ({"downsample": 0}, "invalid downsample factor 0"),
         ({"spectra": {"kaon": {"p_min_mev": 500, "p_max_mev": 100}}}, "momentum spectrum of kaon"),
         ({"step_cm": 1.0}, "longer than the 0.3 cm wire pitch"),
+        ({"vertex_margin_cm": 100.0}, "leaves no room for a vertex"),
         ({"noise_rms_adc": -1}, "noise_rms_adc must be zero or positive"),
         ({"threshold_adc": 1, "noise_rms_adc": 3}, "noise pixels"),
     ],

@@ -133,6 +133,12 @@ class SimConfig:
                     f"{noise_pixels:.0f} noise pixels per event pass zero suppression; raise the threshold "
                     "to at least 3 times the noise RMS"
                 )
+        window_x = TICKS * 0.5 * self.drift_velocity_cm_per_us  # drift distance the image covers
+        if 2 * self.vertex_margin_cm >= window_x:
+            raise ValueError(
+                f"vertex_margin_cm={self.vertex_margin_cm} leaves no room for a vertex in the "
+                f"{window_x:.1f} cm of drift the image covers; use less than {window_x / 2:.1f}"
+            )
         if self.step_cm > 0.3:
             raise ValueError(
                 f"step_cm={self.step_cm} is longer than the 0.3 cm wire pitch; use at most 0.3"
