@@ -28,7 +28,6 @@ from raylar.sim.generate import simulate_event
 log = get_logger(__name__)
 
 CHUNK_EVENTS = 8
-COMMANDS = ("validate", "show")
 
 
 def _positive_int(text: str) -> int:

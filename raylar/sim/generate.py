@@ -13,7 +13,6 @@ from raylar.sim.particles import (
     SPECIES,
     isotropic_directions,
     kinetic_from_momentum,
-    momentum_from_kinetic,
 )
 from raylar.sim.transport import transport
 
@@ -220,6 +219,3 @@ def simulate_event(index: int, seed: int, config: SimConfig | None = None) -> Ev
         values=response.values,
         truth=truth,
     )
-
-
-__all__ = ["simulate_event", "event_rng", "momentum_from_kinetic"]

@@ -14,7 +14,6 @@ STERNHEIMER = {"cbar": 5.2146, "x0": 0.2000, "x1": 3.0000, "a": 0.19559, "k": 3.
 RADIATION_LENGTH_CM = 14.00  # 19.55 g/cm^2
 INTERACTION_LENGTH_CM = 85.77  # nuclear interaction length, 119.7 g/cm^2
 MOLIERE_RADIUS_CM = 9.04
-CRITICAL_ENERGY_MEV = 32.84  # for electrons (Rossi definition), PDG liquid argon page
 W_ION_MEV = 23.6e-6
 K_BETHE = 0.307075  # MeV cm^2 / mol, 4 pi N_A r_e^2 m_e c^2 (PDG)
 MIP_DEDX_MEV_PER_CM = 2.105  # PDG tabulated minimum ionization for liquid argon
