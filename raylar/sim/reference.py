@@ -24,21 +24,44 @@ _X0_CM = 14.00  # radiation length, cm
 MASSES_MEV = {"mu+": 105.6583755, "pi+": 139.57039, "k+": 493.677, "p": 938.27208816}
 
 
+def _density_correction(eta2: float) -> float:
+    x = 0.5 * math.log10(eta2)
+    if x >= _X1:
+        return 2 * math.log(10) * x - _CBAR
+    if x >= _X0:
+        return 2 * math.log(10) * x - _CBAR + _A * (_X1 - x) ** _KS
+    return 0.0
+
+
 def stopping_power(kinetic: float, mass: float) -> float:
     """Return -dE/dx in MeV/cm from the Bethe equation for a singly charged particle."""
     gamma = 1.0 + kinetic / mass
     beta2 = 1.0 - 1.0 / (gamma * gamma)
     eta2 = beta2 * gamma * gamma  # (beta gamma)^2
     w_max = 2 * _ME * eta2 / (1 + 2 * gamma * _ME / mass + (_ME / mass) ** 2)
-    x = 0.5 * math.log10(eta2)
-    if x >= _X1:
-        delta = 2 * math.log(10) * x - _CBAR
-    elif x >= _X0:
-        delta = 2 * math.log(10) * x - _CBAR + _A * (_X1 - x) ** _KS
-    else:
-        delta = 0.0
+    delta = _density_correction(eta2)
     bracket = 0.5 * math.log(2 * _ME * eta2 * w_max / (_I * _I)) - beta2 - delta / 2
     return _K * _Z_OVER_A * _RHO / beta2 * bracket
+
+
+def most_probable_loss(kinetic: float, mass: float, thickness_cm: float) -> float:
+    """Return the most probable energy loss in MeV in a layer (PDG review, Landau-Vavilov-Bichsel).
+
+    Delta_p = xi [ln(2 m c^2 beta^2 gamma^2 / I) + ln(xi / I) + j - beta^2 - delta], j = 0.200,
+    with xi = (K/2)(Z/A) rho x / beta^2.
+    """
+    gamma = 1.0 + kinetic / mass
+    beta2 = 1.0 - 1.0 / (gamma * gamma)
+    eta2 = beta2 * gamma * gamma
+    xi = 0.5 * _K * _Z_OVER_A * _RHO * thickness_cm / beta2
+    bracket = (
+        math.log(2 * _ME * eta2 / _I)
+        + math.log(xi / _I)
+        + 0.200
+        - beta2
+        - _density_correction(eta2)
+    )
+    return xi * bracket
 
 
 def csda_range(kinetic: float, mass: float, nodes: int = 200) -> float:

@@ -74,6 +74,35 @@ def check_mip_dedx() -> Row:
     )
 
 
+def check_mip_most_probable() -> Row:
+    """Most probable energy lost per 3 mm by minimum-ionizing muons, from the transport's steps."""
+    mass = SPECIES["mu+"].mass
+    kinetic = reference.minimum_ionization_kinetic(mass)
+    config = _transport_config(multiple_scattering=False)
+    rng = np.random.default_rng(SEED)
+    losses = []
+    for _ in range(300):
+        result = _transport_segment(rng, "mu+", kinetic, 30.0, config)
+        steps = result.deposits.energy[:297]
+        losses.append(steps.reshape(-1, 3).sum(axis=1))
+    counts, edges = np.histogram(np.concatenate(losses), bins=np.linspace(0.0, 1.2, 121))
+    peak = int(np.argmax(counts))
+    # Refine the peak with the parabola through the highest bin and its neighbours.
+    left, middle, right = counts[peak - 1 : peak + 2].astype(float)
+    offset = 0.5 * (left - right) / (left - 2 * middle + right)
+    width = edges[1] - edges[0]
+    mode = edges[peak] + (0.5 + offset) * width
+    return Row(
+        "mip_most_probable_loss",
+        "most probable energy loss of minimum-ionizing mu+ in 3 mm",
+        "MeV",
+        reference.most_probable_loss(kinetic, mass, 0.3),
+        float(mode),
+        0.05,
+        "PDG Landau-Vavilov-Bichsel most probable loss, j = 0.200",
+    )
+
+
 def _transport_segment(rng, species, kinetic, length_cm, config):
     """Transport a particle along +z for at most ``length_cm`` by placing the volume edge there."""
     from raylar.sim.detector import ACTIVE_Z_CM
@@ -274,6 +303,7 @@ def check_mip_electrons() -> Row:
 
 CHECKS = {
     "mip_dedx": check_mip_dedx,
+    "mip_most_probable_loss": check_mip_most_probable,
     **{
         f"range_{species}_{kinetic:g}": (lambda s=species, t=kinetic: check_range(s, t))
         for species, energies in RANGE_ENERGIES_MEV.items()
