@@ -89,6 +89,7 @@ class SimConfig:
         if not self.classes:
             raise ValueError("classes is empty; give at least one of " + ", ".join(CLASS_NAMES))
         self.classes = tuple(canonical_class(name) for name in self.classes)
+
         spectra = default_spectra()
         for name, spectrum in dict(self.spectra).items():
             key = canonical_class(name)
@@ -100,6 +101,7 @@ class SimConfig:
                 )
             spectra[key] = {"p_min_mev": low, "p_max_mev": high}
         self.spectra = spectra
+
         positive = (
             "step_cm",
             "delta_ray_cut_mev",
@@ -124,6 +126,7 @@ class SimConfig:
         ):
             if not float(getattr(self, name)) >= 0:
                 raise ValueError(f"{name} must be zero or positive, got {getattr(self, name)!r}")
+
         if self.noise_rms_adc > 0:
             level = max(self.threshold_adc - 0.5, 0.0)
             noise_pixels = 0.5 * erfc(level / (self.noise_rms_adc * sqrt(2))) * WIRES * TICKS
@@ -133,12 +136,14 @@ class SimConfig:
                     f"{noise_pixels:.0f} noise pixels per event pass zero suppression; raise the threshold "
                     "to at least 3 times the noise RMS"
                 )
+
         window_x = TICKS * 0.5 * self.drift_velocity_cm_per_us  # drift distance the image covers
         if 2 * self.vertex_margin_cm >= window_x:
             raise ValueError(
                 f"vertex_margin_cm={self.vertex_margin_cm} leaves no room for a vertex in the "
                 f"{window_x:.1f} cm of drift the image covers; use less than {window_x / 2:.1f}"
             )
+
         if self.step_cm > 0.3:
             raise ValueError(
                 f"step_cm={self.step_cm} is longer than the 0.3 cm wire pitch; use at most 0.3"
