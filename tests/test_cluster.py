@@ -400,8 +400,8 @@ def test_ray_up_local_cluster_runs_training(local_sshd, tmp_path):
     job_environment = f"cd {REPO} && RAY_AUTH_MODE=token RAY_ADDRESS=127.0.0.1:{port}"
     resources_job = f'{job_environment} .venv/bin/python -c "{RESOURCES_JOB}"'
     training_job = (
-        f"{job_environment} .venv/bin/python -m raylar.train --simulate 48 --downsample 9 "
-        f"--model jishnet --workers 2 --epochs 1 --batch-size 4 --budget 120s --output {run_dir}"
+        f"{job_environment} .venv/bin/python -m raylar.train --simulate 24 --downsample 9 "
+        f"--model jishnet --workers 2 --epochs 1 --batch-size 2 --budget 120s --output {run_dir}"
     )
     try:
         up = launcher("up", "-y", "--no-config-cache", str(config))

@@ -35,7 +35,7 @@ def study(tmp_path_factory):
     output = folder / "study"
     tracking_uri = f"sqlite:///{folder / 'mlflow.db'}"
     result = run_scaling(
-        "--workers", "1,2", "--model", "jishnet", "--budget", "60s", "--simulate", "30",
+        "--workers", "1,2", "--model", "jishnet", "--budget", "60s", "--simulate", "20",
         "--downsample", "9", "--epochs", "1", "--batch-size", "2", "--output", str(output),
         "--tracking-uri", tracking_uri, "--experiment", "scaling-test",
     )  # fmt: skip
