@@ -63,6 +63,7 @@ def plot_throughput(runs: list[WorkerCountRun], path: Path) -> Path:
     axes.set_xlabel("workers")
     axes.set_ylabel("throughput (images / s, all workers)")
     axes.set_xticks(workers)
+    axes.set_ylim(bottom=0)
     axes.set_title("Training throughput")
     axes.legend()
     figure.tight_layout()
