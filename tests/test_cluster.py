@@ -221,8 +221,6 @@ def test_slurm_script_starts_ray_and_runs_command(tmp_path):
     for name, text in [("srun", STAND_IN_SRUN), ("scontrol", STAND_IN_SCONTROL)]:
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
-    env_script = tmp_path / "env.sh"
-    env_script.write_text(f'export PATH="{VENV_BIN}:$PATH"\nexport RAY_AUTH_MODE=token\n')
     port = free_port()
     environment = {
         **os.environ,
@@ -231,7 +229,9 @@ def test_slurm_script_starts_ray_and_runs_command(tmp_path):
         "SLURM_SUBMIT_DIR": str(REPO),
         "SLURM_CPUS_PER_TASK": "2",
         "SLURM_GPUS_ON_NODE": "0",
-        "RAYLAR_ENV_SCRIPT": str(env_script),
+        # The script's default environment file, cluster/marianas-env.sh, then
+        # activates this checkout's virtual environment.
+        "RAYLAR_HOME": str(REPO),
         "RAYLAR_RAY_PORT": str(port),
         "RAYLAR_RAY_START_OPTIONS": "--object-store-memory=300000000 --include-dashboard=false",
         "RAYLAR_START_TIMEOUT_S": "90",
