@@ -248,6 +248,7 @@ def make_scheduler(settings: SweepSettings):
             reduction_factor=settings.reduction_factor,
         )
     if settings.scheduler == "hyperband":
+        # NOTE: pausing a trial and continuing it from its checkpoint under HyperBand has not been exercised.
         return HyperBandScheduler(time_attr="elapsed_s", max_t=max_t, reduction_factor=settings.reduction_factor)
     return None
 
