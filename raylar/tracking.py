@@ -171,6 +171,7 @@ class MLflowTrialTracker(Callback):
         self.run_directory = run_directory
         self.run_ids: dict[str, str] = {}
         self.last_results: dict[str, dict] = {}
+        self.last_status: dict[str, str] = {}
         self._client = None
         self._experiment_id = None
 
@@ -257,8 +258,10 @@ class MLflowTrialTracker(Callback):
         ]
         if metrics:
             self.client.log_batch(run_id, metrics=metrics)
-        if "status" in result:
-            self.client.set_tag(run_id, STATUS_TAG, str(result["status"]))
+        status = result.get("status")
+        if status is not None and status != self.last_status.get(trial.trial_id):
+            self.client.set_tag(run_id, STATUS_TAG, str(status))
+            self.last_status[trial.trial_id] = status
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._finish(trial, "FINISHED")

@@ -104,3 +104,13 @@ def test_resume_path_without_sweep(ray_cluster, capsys, tmp_path):
     code, error = run_cli(capsys, tmp_path, "--resume", str(tmp_path))
     assert code == 2
     assert "is not a raylar sweep folder" in error
+
+
+def test_existing_sweep_name(ray_cluster, capsys, tmp_path, tiny_profile):
+    existing = tmp_path / "out" / "ray" / "inputs"
+    existing.mkdir(parents=True)
+    (existing / "raylar_sweep.json").write_text("{}")
+    code, error = run_cli(capsys, tmp_path, "--profile", str(tiny_profile))
+    assert code == 2
+    assert "a sweep named 'inputs' already exists" in error
+    assert f"--resume {existing}" in error

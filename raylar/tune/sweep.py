@@ -124,8 +124,14 @@ def prepare_sweep(
     base["backend"]["cpus_per_worker"] = resources.cpus_per_worker
     base["backend"]["use_gpu"] = resources.use_gpu
 
-    store = load_events(base, space)
     sweep_name = name or f"{profile.name}-{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    existing = output_dir / "ray" / sweep_name
+    if (existing / MANIFEST).is_file():
+        raise SearchSpaceError(
+            f"a sweep named {sweep_name!r} already exists in {existing}; continue it with "
+            f"--resume {existing}, or start a new one with another --name or --output"
+        )
+    store = load_events(base, space)
     return SweepPlan(sweep_name, profile, settings, space, base, output_dir, uri, resources, concurrent, store)
 
 
