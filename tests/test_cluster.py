@@ -1,8 +1,10 @@
-"""Cluster files and batch scripts: Ray's config validation, shellcheck, and
-the Slurm script's Ray start-up run on this machine with a stand-in ``srun``.
+"""Cluster files and batch scripts: Ray's config validation, shellcheck, the
+Slurm and LSF scripts' Ray start-up run on this machine with stand-ins for
+``srun`` and ``jsrun``, and ``ray up`` of cluster/local.yaml over SSH.
 
-These tests install Debian's shellcheck when it is missing (apt-get), and
-start Ray heads of their own on 127.0.0.1 that they stop by process id.
+These tests install Debian's shellcheck, openssh-server and rsync when they
+are missing (apt-get), and start Ray heads of their own on 127.0.0.1 that
+they stop by process id.
 """
 
 import json
@@ -215,32 +217,71 @@ RESOURCES_JOB = (
 )
 
 
-def test_slurm_script_starts_ray_and_runs_command(tmp_path):
+STAND_IN_JSRUN = """#!/bin/bash
+# Stand-in for LSF's jsrun on one machine: drop jsrun's options and their values, run the command here.
+while [[ $# -gt 0 && $1 == --* ]]; do
+    case $1 in
+        --nrs | --rs_per_host | --tasks_per_rs | --cpu_per_rs | --gpu_per_rs | --bind) shift 2 ;;
+        *) shift ;;
+    esac
+done
+exec "$@"
+"""
+
+
+def batch_job_environment(script: str, tmp_path: Path, port: int) -> dict:
+    """Return the environment a scheduler would give ``script`` for a one-node job on this machine.
+
+    Stand-ins for srun, scontrol and jsrun run every command here, and the
+    script's default environment file (cluster/*-env.sh) activates this
+    checkout's virtual environment.
+    """
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, text in [("srun", STAND_IN_SRUN), ("scontrol", STAND_IN_SCONTROL)]:
+    for name, text in [
+        ("srun", STAND_IN_SRUN),
+        ("scontrol", STAND_IN_SCONTROL),
+        ("jsrun", STAND_IN_JSRUN),
+    ]:
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
-    port = free_port()
     environment = {
         **os.environ,
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "SLURM_JOB_NODELIST": "localhost",
-        "SLURM_SUBMIT_DIR": str(REPO),
-        "SLURM_CPUS_PER_TASK": "2",
-        "SLURM_GPUS_ON_NODE": "0",
-        # The script's default environment file, cluster/marianas-env.sh, then
-        # activates this checkout's virtual environment.
         "RAYLAR_HOME": str(REPO),
         "RAYLAR_RAY_PORT": str(port),
         "RAYLAR_RAY_START_OPTIONS": "--object-store-memory=300000000 --include-dashboard=false",
         "RAYLAR_START_TIMEOUT_S": "90",
     }
     environment.pop("RAY_ADDRESS", None)
+    if script.endswith(".slurm"):
+        environment.update(
+            SLURM_JOB_NODELIST="localhost",
+            SLURM_SUBMIT_DIR=str(REPO),
+            SLURM_CPUS_PER_TASK="2",
+            SLURM_GPUS_ON_NODE="0",
+        )
+    else:
+        # LSF lists the launch node first, then each compute node once per slot.
+        host_file = tmp_path / "hosts"
+        host_file.write_text("batch3\nlocalhost\nlocalhost\n")
+        environment.update(
+            LSB_DJOB_HOSTFILE=str(host_file),
+            LS_SUBCWD=str(REPO),
+            RAYLAR_CPUS_PER_NODE="2",
+            RAYLAR_GPUS_PER_NODE="0",
+        )
+    return environment
+
+
+@pytest.mark.parametrize("script", ["marianas.slurm", "summitdev.lsf"])
+def test_batch_script_starts_ray_and_runs_command(script, tmp_path):
+    port = free_port()
+    environment = batch_job_environment(script, tmp_path, port)
 
     try:
         result = subprocess.run(
-            ["bash", str(CLUSTER / "marianas.slurm"), "python", "-c", RESOURCES_JOB],
+            ["bash", str(CLUSTER / script), "python", "-c", RESOURCES_JOB],
             env=environment,
             capture_output=True,
             text=True,
