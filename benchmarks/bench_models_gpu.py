@@ -127,6 +127,11 @@ def try_batch(name: str, options: dict, maker: BatchMaker, size: int, steps: int
         }
     except torch.cuda.OutOfMemoryError:
         return None
+    except RuntimeError as error:
+        # cuDNN and spconv report a failed allocation as a plain RuntimeError
+        if "out of memory" in str(error).lower() or "ALLOC_FAILED" in str(error):
+            return None
+        raise
     finally:
         del model, optimizer, inputs
         torch.cuda.empty_cache()
