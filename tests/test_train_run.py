@@ -142,8 +142,8 @@ def test_allreduced_loss_equals_worker_mean(learning_run):
 
 
 def test_budget_stops_then_resumes(ray_cluster, store, event_file, tmp_path):
-    # 30 s instead of a minute keeps the module's run time down; the budget still spans
-    # many steps and a validation estimate, which is what the stop rule depends on.
+    # 30 s instead of a minute keeps the module's run time down. The budget still spans
+    # many steps and a validation estimate, and the stop rule depends on nothing else.
     budget_s = 30.0
     config = run_config(event_file, tmp_path, model__name="jishnet", run__epochs=1000, run__budget_s=budget_s,
                         model__options={"channels": SMALL_CHANNELS})

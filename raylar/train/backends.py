@@ -148,7 +148,7 @@ def check_resume(config: TrainConfig) -> None:
     if not config.run.resume:
         if config.run.output and (Path(config.run.output) / "checkpoints" / "latest").exists():
             raise ConfigError(
-                f"the output directory {config.run.output!r} already holds a run; continue it with "
+                f"the output directory {config.run.output!r} already contains a run; continue it with "
                 f"--resume {config.run.output} or choose a new --output"
             )
         return
@@ -167,7 +167,7 @@ def check_resume(config: TrainConfig) -> None:
     saved_model = state["config"]["model"]["name"]
     if saved_model != config.model.name:
         raise ConfigError(
-            f"the checkpoint in {config.run.resume!r} holds a {saved_model} model, not {config.model.name}"
+            f"the checkpoint in {config.run.resume!r} contains a {saved_model} model, not {config.model.name}"
         )
 
 

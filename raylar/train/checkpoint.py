@@ -26,7 +26,7 @@ def checkpoint_name(epoch: int, next_batch: int) -> str:
 def save_checkpoint(run_dir: str | Path, state: dict) -> Path:
     """Write ``state`` as the run's newest checkpoint and return its folder.
 
-    ``state`` holds at least ``epoch`` and ``next_batch``: the epoch to
+    ``state`` contains at least ``epoch`` and ``next_batch``: the epoch to
     continue and the first batch of it not yet trained.
     """
     root = Path(run_dir) / "checkpoints"

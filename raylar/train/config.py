@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    """Where the events come from and how they are stored and split."""
+    """Event source, storage codec, train/validation split and input scaling."""
 
     path: str | None = None  # raylar HDF5 event file; None means simulate `simulate` events
     simulate: int = 0
@@ -34,8 +34,8 @@ class DataConfig:
     downsample: int = 9
     codec: str = "sparse"
     val_fraction: float = 0.25
-    # Multiplies pixel values (ADC counts) before the model sees them: summed
-    # downsampled pixels reach 10^4 ADC, which slows the first epochs down.
+    # Factor on pixel values (ADC counts) before the model. Summed downsampled
+    # pixels reach 10^4 ADC, and inputs that large slow the first epochs down.
     adc_scale: float = 0.01
     audit: bool = True
     prefetch: int = 2
@@ -43,7 +43,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Which network to build and the options passed to ``build_model``."""
+    """Network name and the options passed to ``build_model``."""
 
     name: str = "jishnet"
     options: dict = field(default_factory=dict)

@@ -173,7 +173,12 @@ def train_loop_per_worker(config_dict: dict) -> None:
                               config.data.prefetch, config.data.adc_scale)
         last_validation_s = validation["val_time_s"]
         progress.add_epoch(epoch, validation, elapsed(), epoch_finished)
-        status = "budget reached" if stopped_by_budget else ("completed" if progress.epoch >= config.run.epochs else "running")
+        if stopped_by_budget:
+            status = "budget reached"
+        elif progress.epoch >= config.run.epochs:
+            status = "completed"
+        else:
+            status = "running"
         finish_epoch(config, collective, model, optimizer, progress, validation, window, elapsed(), status, store)
         epochs_this_attempt += 1
     if epochs_this_attempt == 0:
@@ -183,7 +188,7 @@ def train_loop_per_worker(config_dict: dict) -> None:
 
 
 class Progress:
-    """Where the run is (epoch, next batch, step) and what it has measured so far."""
+    """Position of the run (epoch, next batch, step) and the figures measured so far."""
 
     def __init__(self):
         self.epoch = 0
@@ -356,8 +361,8 @@ def estimate_stop_margin(window, last_validation_s, num_val_events, world_size, 
     """Estimate the seconds needed after this step for one more step, a validation and a checkpoint.
 
     Before the first validation its time is estimated as the training forward
-    time per event times the validation events per worker; a no-grad forward
-    costs less, which roughly pays for loading the validation batches.
+    time per event times the validation events per worker. A no-grad forward
+    costs less, and the difference roughly pays for loading the batches.
     """
     if not len(window):
         return 0.0

@@ -38,7 +38,9 @@ class LearningRateSchedule:
     def __init__(self, config: OptimizerConfig, world_size: int, steps_per_epoch: int):
         is_sgd = config.name == "sgd"
         scale = config.scale_lr_by_workers if config.scale_lr_by_workers is not None else is_sgd
-        warmup_epochs = config.warmup_epochs if config.warmup_epochs is not None else (1.0 if is_sgd else 0.0)
+        warmup_epochs = config.warmup_epochs
+        if warmup_epochs is None:
+            warmup_epochs = 1.0 if is_sgd else 0.0
         self.base_lr = config.lr
         self.peak_lr = config.lr * (world_size if scale else 1)
         self.warmup_steps = int(round(warmup_epochs * steps_per_epoch))
