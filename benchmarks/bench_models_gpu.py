@@ -13,6 +13,9 @@ rate and memory bandwidth are measured in the same run for JishNet's roofline.
 On a machine without CUDA it exits with status 1 and says so; the CPU figures
 come from bench_models.py.
 
+NOTE: not yet run on a GPU. Only the exit on a machine without CUDA has been
+checked; the batch search and the timing paths are untested.
+
 Usage: python benchmarks/bench_models_gpu.py [--events 5] [--max-batch 256]
        [--max-sparse-batch 4096] [--output benchmarks/results/bench_models_gpu.json]
 """

@@ -161,7 +161,9 @@ def test_flop_count_matches_torch_counter():
 def test_describe_model_full_size_figures():
     model = build_model("jishnet", 3600)
     description = describe_model(model, 3600)
-    conv_flops = 2 * 25 * (1 * 13 * 3600**2 + 13 * 26 * 720**2 + 26 * 52 * 144**2 + 52 * 104 * 36**2)
+    conv_flops = (
+        2 * 25 * (1 * 13 * 3600**2 + 13 * 26 * 720**2 + 26 * 52 * 144**2 + 52 * 104 * 36**2)
+    )
     assert description["parameters"] == sum(p.numel() for p in model.parameters())
     assert 0 < description["forward_flops_per_event"] - conv_flops < 0.03 * conv_flops
     # the plain first block keeps its 13-channel map and adds two gradients of that size
