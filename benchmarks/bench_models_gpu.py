@@ -10,8 +10,8 @@ largest batch it records the time per event and the peak allocated memory
 events from ``raylar.sim.simulate_event``. The GPU's float32 matrix-product
 rate and memory bandwidth are measured in the same run for JishNet's roofline.
 
-On a machine without CUDA it exits with status 1 and says so; the CPU figures
-come from bench_models.py.
+On a machine without CUDA it exits with status 1 and an error message. The
+CPU figures come from bench_models.py.
 
 NOTE: not yet run on a GPU. Only the exit on a machine without CUDA has been
 checked; the batch search and the timing paths are untested.

@@ -164,7 +164,7 @@ def sparse_flops_per_site(channels) -> list[int]:
     """Return the forward FLOPs of each submanifold convolution per active input site.
 
     This is the upper bound 2 * 25 * C_in * C_out, reached where every kernel
-    offset finds an active neighbour; along a thin track most offsets find none.
+    offset finds an active neighbour. Along a thin track most offsets find none.
     """
     widths = (1, *channels)
     kernel_area = KERNEL_SIZE * KERNEL_SIZE

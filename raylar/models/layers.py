@@ -22,10 +22,10 @@ def make_head(in_features: int) -> nn.Sequential:
 class _MaxPoolReLU(torch.autograd.Function):
     """relu(max_pool(x)), which equals max_pool(relu(x)) because ReLU is non-decreasing.
 
-    Applying ReLU after pooling touches a window-squared smaller map, and the
+    Applying ReLU after pooling touches a map smaller by the window's area. The
     backward pass keeps only the pooled output and the argmax indices instead of
-    the full-resolution map, so one full-size gradient is the only large tensor
-    the block's backward pass allocates.
+    the full-resolution map, so the one large tensor that the block's backward
+    pass allocates is the full-size gradient.
     """
 
     @staticmethod

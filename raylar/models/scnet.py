@@ -23,7 +23,7 @@ class SCNet(nn.Module):
 
     Input is a :class:`~raylar.data.types.SparseBatch` (coordinates and
     features of the non-zero pixels); the network builds the spconv
-    ``SparseConvTensor`` itself and never sees a dense image. A submanifold
+    ``SparseConvTensor`` itself and never receives a dense image. A submanifold
     convolution computes outputs only at the active input sites, so the cost
     follows the number of hits, not the image area. Sparse max pooling takes the
     maximum over the active sites of each window; after a ReLU every feature is

@@ -1,21 +1,23 @@
 """Run spconv's CPU kernels on one intra-op thread, in the forward and the backward pass.
 
 With two or more torch threads, spconv 2.3.8's CPU gather-matmul-scatter path
-returned wrong values for a few output sites in about half of the forward
-passes of a regular sparse convolution and in a few percent of submanifold
-ones (and in backward passes); with one thread every result matched the dense
-convolution (tests/test_models_sparse.py checks this). SCNet therefore drops
-to one thread while spconv runs on CPU tensors. The backward pass is bracketed
-by two identity autograd nodes: the one on the sparse part's output switches
-to one thread when its gradient arrives, the one on the input features
-restores the previous count once spconv's first layer is done.
+returned wrong values for a few output sites. That happened in about half of
+the forward passes of a regular sparse convolution, in a few percent of
+submanifold ones and in some backward passes. With one thread every result
+matched the dense convolution (tests/test_models_sparse.py checks this).
+SCNet therefore drops to one thread while spconv runs on CPU tensors. Two
+identity autograd nodes bracket the backward pass. The one on the sparse
+part's output switches to one thread when its gradient arrives, and the one on
+the input features restores the previous count once spconv's first layer is
+done.
 """
 
 import contextlib
 
 import torch
 
-# NOTE: CUDA kernels are not affected; the guard applies only to CPU tensors.
+# NOTE: the guard applies only to CPU tensors. spconv's CUDA path uses other
+# kernels, which were not checked for this race.
 
 
 class _EnterSingleThreadOnBackward(torch.autograd.Function):
