@@ -75,7 +75,7 @@ def prediction_table(
     """Return a Markdown table; ``networks`` maps a name to (step seconds, gradient parameters)."""
     lines = [
         "| network | step time (ms) | gradient (MB) | "
-        + " | ".join(f"{p} GPUs: t_allreduce (ms), E" for p in counts)
+        + " | ".join(f"p = {p}: t_allreduce (ms), E" for p in counts)
         + " |",
         "|---|---:|---:|" + "---:|" * len(counts),
     ]
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         help="a network's single-worker step time (ms) and parameter count",
     )
     parser.add_argument(
-        "--gpus", default="8,32,128", help="comma-separated GPU counts (default 8,32,128)"
+        "--gpus", default="8,32,128", help="comma-separated worker (GPU) counts (default 8,32,128)"
     )
     args = parser.parse_args(argv)
     networks = {
