@@ -1,5 +1,7 @@
 """JishNet, the registry and the cost model: shapes, options, training step and bad input."""
 
+import pickle
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -243,3 +245,14 @@ def test_jishnet_rejects_other_image_size():
     model = build_model("jishnet", 400, channels=SMALL_CHANNELS)
     with pytest.raises(ModelConfigError, match=r"expected \(batch, 1, 400, 400\)"):
         model(torch.zeros(1, 1, 450, 450))
+
+
+@pytest.mark.parametrize("name", ["jishnet", "scnet"])
+def test_model_survives_pickle(name):
+    model = build_model(name, 400, channels=SMALL_CHANNELS)
+    restored = pickle.loads(pickle.dumps(model))
+    assert type(restored) is type(model)
+    for (key, value), restored_value in zip(
+        model.state_dict().items(), restored.state_dict().values(), strict=True
+    ):
+        assert torch.equal(value, restored_value), key

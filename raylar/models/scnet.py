@@ -18,6 +18,14 @@ from raylar.models.layers import make_head
 from raylar.models.sparse_threads import SingleThreadGuard
 
 
+def _spconv():
+    """Return ``spconv.pytorch`` after the CPU backward patch is applied."""
+    patch_spconv_for_cpu()
+    import spconv.pytorch as spconv
+
+    return spconv
+
+
 class SCNet(nn.Module):
     """Four blocks of 5 x 5 submanifold convolution, ReLU and sparse max pooling, then JishNet's head.
 
@@ -40,10 +48,7 @@ class SCNet(nn.Module):
 
     def __init__(self, image_size, channels=DEFAULT_CHANNELS):
         super().__init__()
-        patch_spconv_for_cpu()
-        import spconv.pytorch as spconv
-
-        self._spconv = spconv
+        spconv = _spconv()
         self.image_shape = image_shape(image_size)
         self.channels = check_channels(channels)
         self.last_active_sites: list[int] = []
@@ -76,7 +81,7 @@ class SCNet(nn.Module):
         features = guard.mark_input(features)
         active_sites = []
         with guard.forward():
-            x = self._spconv.SparseConvTensor(
+            x = _spconv().SparseConvTensor(
                 features, coords, list(self.image_shape), batch.batch_size
             )
             for block in self.blocks:
