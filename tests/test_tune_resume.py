@@ -19,7 +19,7 @@ import yaml
 
 import raylar  # noqa: F401 - selects Ray Train V1
 
-TRIALS = 3
+TRIALS = 2
 
 
 def tune_command(*arguments: str) -> list[str]:
@@ -65,12 +65,12 @@ def wait_for(condition, timeout_s: float, what: str, process=None):
 
 @pytest.fixture(scope="module")
 def resumed_sweep(ray_cluster, tmp_path_factory):
-    """Run a 3-trial sweep, kill its driver while the second trial trains, resume it to the end."""
+    """Run a 2-trial sweep, kill its driver while the second trial trains, resume it to the end."""
     import ray
 
     folder = tmp_path_factory.mktemp("resume")
     (folder / "space.yaml").write_text(
-        yaml.safe_dump({"parameters": {"optimizer.lr": {"distribution": "grid", "values": [1e-3, 2e-3, 3e-3]}}})
+        yaml.safe_dump({"parameters": {"optimizer.lr": {"distribution": "grid", "values": [1e-3, 2e-3]}}})
     )
     profile = {
         "name": "resume",
@@ -156,9 +156,8 @@ def test_interrupted_trial_resumes_from_checkpoint(resumed_sweep):
     # The trainer logs where each worker starts; a trial restarted from scratch starts at epoch 0 batch 0.
     resumed = resumed_sweep["resumed"]
     starts = re.findall(r"starting at epoch (\d+) batch (\d+)", resumed.stdout + resumed.stderr)
-    assert len(starts) == 2
+    assert len(starts) == 1
     assert starts[0] != ("0", "0")
-    assert starts[1] == ("0", "0")
 
 
 def test_interrupted_trial_continues_its_run(resumed_sweep):
