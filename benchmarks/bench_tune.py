@@ -2,7 +2,7 @@
 
 Runs the sweep command as a user would, in a fresh output folder, then reads
 its MLflow store: wall time, trials and how each ended, time per trial, the
-best validation accuracy, and how many metric values MLflow holds per run.
+best validation accuracy, and how many metric values MLflow stores per run.
 Writes ``benchmarks/results/bench_tune.json``.
 
     .venv/bin/python benchmarks/bench_tune.py [--profile quickstart] [--object-store-gb 1]
@@ -26,7 +26,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "bench_tune.json"
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="quickstart", help="run profile to time (default quickstart)")
-    parser.add_argument("--object-store-gb", type=float, default=1.0, help="object store of the local Ray cluster, GB")
+    parser.add_argument("--object-store-gb", type=float, default=1.0, help="object store size of the local Ray cluster, in GB (default 1)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench_tune_") as folder:
