@@ -212,3 +212,8 @@ def test_cli_rejects_unknown_model(capsys):
     with pytest.raises(SystemExit):
         main(["--simulate", "10", "--model", "resnet"])
     assert "invalid choice: 'resnet'" in capsys.readouterr().err
+
+
+def test_cli_rejects_resume_without_checkpoint(tmp_path, capsys):
+    assert main(["--resume", str(tmp_path)]) == 2
+    assert f"no checkpoint in '{tmp_path}'" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import raylar  # noqa: F401 - selects Ray Train V1 before ray.train is imported
 from raylar.log import get_logger
+from raylar.train.checkpoint import CheckpointNotFoundError, find_checkpoint
 from raylar.train.config import (
     BACKENDS,
     MODELS,
@@ -16,7 +17,7 @@ from raylar.train.config import (
     parse_duration,
 )
 
-logger = get_logger(__name__)
+logger = get_logger("raylar.train.__main__")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,29 +124,43 @@ def simulate_to_file(config: TrainConfig) -> None:
     config.data.simulate = 0
 
 
+def check_simulated_shard(config: TrainConfig) -> None:
+    """Reject a batch larger than a worker's shard before simulating (the split is about this size)."""
+    training_events = int(config.data.simulate * (1.0 - config.data.val_fraction))
+    shard = training_events // config.backend.workers
+    if config.run.batch_size > shard:
+        raise ConfigError(
+            f"batch size {config.run.batch_size} is larger than a worker's shard of about {shard} training "
+            f"events ({config.data.simulate} simulated events, {config.data.val_fraction:g} held out, "
+            f"{config.backend.workers} workers); use a smaller --batch-size or a larger --simulate"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args)
+        if config.run.resume:
+            find_checkpoint(config.run.resume)
         config.validate()
-    except ConfigError as error:
+    except (ConfigError, CheckpointNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
     import ray
 
     from raylar.cluster import start_ray
-    from raylar.train.backends import run_training
-    from raylar.train.checkpoint import CheckpointNotFoundError
-    from raylar.train.resources import ResourceRequestError
+    from raylar.train.backends import check_resume, run_training
+    from raylar.train.resources import ResourceRequestError, plan_workers
 
     ray_was_running = ray.is_initialized()
     start_ray(address=args.address, object_store_memory=1024**3 if not args.address else None)
     try:
-        from raylar.train.backends import check_resume
-
+        # Check what can fail before spending time on the simulation.
+        plan_workers(config.backend.workers, config.backend.use_gpu, config.backend.cpus_per_worker)
         check_resume(config)
         if config.data.simulate:
+            check_simulated_shard(config)
             simulate_to_file(config)
         summary = run_training(config)
     except (ConfigError, ResourceRequestError, CheckpointNotFoundError) as error:
