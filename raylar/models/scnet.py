@@ -48,10 +48,10 @@ class SCNet(nn.Module):
 
     def __init__(self, image_size, channels=DEFAULT_CHANNELS):
         super().__init__()
-        spconv = _spconv()
         self.image_shape = image_shape(image_size)
         self.channels = check_channels(channels)
         self.last_active_sites: list[int] = []
+        spconv = _spconv()
 
         widths = (1, *self.channels)
         self.blocks = nn.ModuleList(
