@@ -227,8 +227,8 @@ def main() -> None:
         "machine": machine_description(),
         "gpu": {"name": gpu.name, "memory_bytes": gpu.total_memory},
         "matmul_flops_per_s": flop_rate,
-        # cuDNN convolutions use TF32 by default while matrix products do not,
-        # which makes the float32 matrix-product ceiling a conservative one
+        # cuDNN convolutions use TF32 by default while matrix products do not, so
+        # with TF32 on, the float32 ceiling makes JishNet's floor too high
         "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
         "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
         "bandwidth_bytes_per_s": bandwidth,
