@@ -214,13 +214,17 @@ def test_torch_backend_cli(ray_cluster, event_file, tmp_path):
 
     output = tmp_path / "torch"
     code = main(["--data", event_file, "--downsample", str(DOWNSAMPLE), "--model", "scnet", "--backend", "torch",
-                 "--workers", "2", "--epochs", "1", "--batch-size", "16", "--output", str(output)])
+                 "--workers", "2", "--epochs", "1", "--batch-size", "8", "--output", str(output),
+                 "--target-loss", "10"])
     summary = json.loads((output / "metrics.json").read_text())
 
     assert code == 0
     assert summary["backend"] == "torch"
     assert summary["status"] == "completed"
     assert_audits_exact(summary, 1)
+    # An untrained 5-class network's loss is near ln 5 = 1.6, so the first full window reaches 10.
+    assert summary["time_to_target_s"] is not None
+    assert 0 < summary["time_to_target_s"] <= summary["elapsed_s"]
 
 
 def test_too_many_workers_rejected(ray_cluster, store, event_file, tmp_path):
