@@ -26,19 +26,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--search-space", metavar="FILE",
         help="search-space YAML (a path, or a name in search_spaces/ such as adam or batch_size); default: the profile's",
     )
-    parser.add_argument("--num-samples", type=int, metavar="N", help="samples drawn from the search space (each grid point is run N times)")
+    parser.add_argument("--num-samples", type=int, metavar="N", help="samples drawn from the search space, each grid point run N times; default the profile's")
     parser.add_argument("--budget", metavar="DURATION", help="wall-clock budget of each trial, e.g. 4h, 90m, 60s or 1h30m; default the profile's (4h if unset)")
     parser.add_argument("--sweep-budget", metavar="DURATION", help="wall-clock budget of the whole sweep, same units as --budget; no limit by default")
-    parser.add_argument("--scheduler", choices=["asha", "hyperband", "none"], help="early stopping on elapsed training time; default asha")
-    parser.add_argument("--metric", help="result metric the scheduler and the best trial are judged on; default val_loss")
-    parser.add_argument("--mode", choices=["min", "max"], help="whether a lower or a higher --metric is better; default min")
-    parser.add_argument("--concurrent-trials", type=int, metavar="N", help="trials run at once; 0 (default) means as many as the cluster can place")
+    parser.add_argument("--scheduler", choices=["asha", "hyperband", "none"], help="early stopping on elapsed training time; default the profile's (asha if unset)")
+    parser.add_argument("--metric", help="result metric the scheduler and the best trial are judged on; default the profile's (val_loss in both shipped ones)")
+    parser.add_argument("--mode", choices=["min", "max"], help="whether a lower or a higher --metric is better; default the profile's (min)")
+    parser.add_argument("--concurrent-trials", type=int, metavar="N", help="trials run at once, 0 meaning as many as the cluster can place; default the profile's (0 if unset)")
     parser.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI; default $MLFLOW_TRACKING_URI, else sqlite:///OUTPUT/mlflow.db")
     parser.add_argument("--output", metavar="DIR", help="sweep output folder (Ray Tune results, default MLflow store); default outputs/PROFILE")
     parser.add_argument("--name", help="sweep name, which is also the MLflow experiment name; default PROFILE-SPACE-DATE-TIME")
     parser.add_argument("--address", help="Ray cluster address to join; default $RAY_ADDRESS, else a new local cluster")
     parser.add_argument("--object-store-gb", type=float, metavar="GB", help="object store size of a new local Ray cluster, in GB; default Ray's (30%% of memory)")
-    parser.add_argument("--resume", metavar="PATH", help="continue the interrupted sweep in PATH (OUTPUT/ray/NAME, printed at the start of a sweep)")
+    parser.add_argument("--resume", metavar="PATH", help="continue the interrupted sweep in PATH: its --output folder, or OUTPUT/ray/NAME as printed at its start")
     return parser  # fmt: skip
 
 
