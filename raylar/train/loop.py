@@ -74,12 +74,15 @@ def train_loop_per_worker(config_dict: dict) -> None:
     csv_log = WorkerLog(worker_csv_path(run_dir, rank))
     window = RunningWindow(config.run.running_window)
     if rank == 0:
+        side = image_size(config.data.downsample)
+        stats = store.stats
         logger.info(
             "training %s with %s on %d worker(s), device %s, attempt %d; batch %d per worker, %d global; "
-            "image %d x %d; %d training and %d validation events, codec %s; starting at epoch %d batch %d",
+            "image %d x %d; %d training and %d validation events, codec %s, %.1f MB compressed (ratio %.0f), "
+            "DLT %.2f s; starting at epoch %d batch %d",
             config.model.name, collective.name, world_size, device, attempt, config.run.batch_size,
-            config.run.batch_size * world_size, image_size(config.data.downsample), image_size(config.data.downsample),
-            len(store.train), len(store.val), config.data.codec, progress.epoch, progress.next_batch,
+            config.run.batch_size * world_size, side, side, len(store.train), len(store.val), config.data.codec,
+            stats.compressed_bytes / 1e6, stats.ratio, stats.dlt_s, progress.epoch, progress.next_batch,
         )
 
     def elapsed() -> float:
