@@ -25,6 +25,9 @@ def plot_loss_accuracy(rows: list[dict], history: list[dict], path: Path) -> Pat
     """Plot the allreduced training loss and accuracy per step and the validation figures against time."""
     import matplotlib.pyplot as plt
 
+    # After a worker failure the steps since the last checkpoint are trained again; keep the last
+    # attempt's row of every step, because the earlier updates were discarded.
+    rows = sorted({row["step"]: row for row in rows}.values(), key=lambda row: row["step"])
     times = np.array([row["time_s"] for row in rows])
     loss = np.array([row["global_loss"] for row in rows])
     accuracy = np.array([row["global_accuracy"] for row in rows])
