@@ -77,7 +77,7 @@ def resumed_sweep(ray_cluster, tmp_path_factory):
         "train": {
             "data": {"simulate": 16, "downsample": 9},
             "backend": {"workers": 1},
-            "run": {"epochs": 3, "batch_size": 4, "report_every": 1},
+            "run": {"epochs": 4, "batch_size": 4, "report_every": 1},
         },
         "sweep": {"search_space": str(folder / "space.yaml"), "num_samples": 1, "scheduler": "none",
                   "budget": "300s", "concurrent_trials": 1},
