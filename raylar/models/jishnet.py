@@ -33,8 +33,8 @@ class JishNet(nn.Module):
     peak is therefore (1 + 3 * C1) * 51.84 MB, 2.07 GB for C1 = 13, plus
     0.15 GB for the pooled maps, pooling indices and later blocks: 2.22 GB per
     event (``describe_model``'s ``peak_training_bytes_per_event``). On CPU
-    benchmarks/bench_models.py measured 2.18 GB at full size, and 1200 x 1200
-    scaled by 9 gave 2.28 GB. A 16 GB GPU has 16 GiB (17.18 GB). Setting 1 GiB aside for the CUDA context, convolution
+    benchmarks/bench_models.py measured 2.11 to 2.18 GB at full size in two
+    runs, and 1200 x 1200 scaled by 9 gave 2.28 GB. A 16 GB GPU has 16 GiB (17.18 GB). Setting 1 GiB aside for the CUDA context, convolution
     workspace, weights and Adam state leaves 16.1 GB for activations. Seven
     events take 15.5 GB (16.0 GB at the larger measured figure) and fit. Eight take
     17.8 GB, more than the whole card. C1 = 13 is the widest first layer for
