@@ -30,19 +30,18 @@ TRIAL_ID_TAG = "raylar.trial_id"
 SWEEP_TAG = "raylar.sweep"
 STATUS_TAG = "raylar.status"
 
-# Numeric keys of a training result that become MLflow metrics; Ray's own
-# bookkeeping keys (time_total_s, pid, ...) are left out.
+# Numeric keys of a training result that become MLflow metrics, besides every
+# key starting with "val_"; Ray's own bookkeeping keys (time_total_s, pid, ...) are left out.
 METRIC_KEYS = (
     "loss",
+    "running_loss",
     "accuracy",
     "throughput",
     "data_wait_fraction",
+    "allreduce_fraction",
     "elapsed_s",
     "epoch",
-    "val_loss",
-    "val_accuracy",
-    "val_accuracy_err",
-    "time_to_target_loss_s",
+    "time_to_target_s",
 )
 
 # Files in a trial's run directory that become MLflow artifacts.
@@ -252,9 +251,11 @@ class MLflowTrialTracker(Callback):
         step = int(result.get("step", result.get("training_iteration", 0)))
         timestamp = int(time.time() * 1000)
         metrics = [
-            Metric(key, float(result[key]), timestamp, step)
-            for key in METRIC_KEYS
-            if isinstance(result.get(key), (int, float)) and not isinstance(result.get(key), bool)
+            Metric(key, float(value), timestamp, step)
+            for key, value in result.items()
+            if (key in METRIC_KEYS or key.startswith("val_"))
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
         ]
         if metrics:
             self.client.log_batch(run_id, metrics=metrics)
