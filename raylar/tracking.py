@@ -258,7 +258,14 @@ class MLflowTrialTracker(Callback):
             and not isinstance(value, bool)
         ]
         if metrics:
-            self.client.log_batch(run_id, metrics=metrics)
+            from mlflow.exceptions import MlflowException
+
+            try:
+                self.client.log_batch(run_id, metrics=metrics)
+            except (MlflowException, OSError) as error:
+                # A lost result is better than a sweep of many hours ended by one failed write.
+                logger.error("trial %s: %d metric(s) of step %d not logged to MLflow run %s: %s",
+                             trial, len(metrics), step, run_id, error)
         status = result.get("status")
         if status is not None and status != self.last_status.get(trial.trial_id):
             self.client.set_tag(run_id, STATUS_TAG, str(status))
