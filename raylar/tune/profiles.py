@@ -12,6 +12,8 @@ from pathlib import Path
 from raylar.train.config import ConfigError, TrainConfig, parse_duration
 from raylar.tune.space import SearchSpaceError, check_field_name, flatten, read_yaml, set_dotted
 
+# NOTE: the shipped profiles and spaces are found in the source checkout only; a
+# non-editable install has no search_spaces/ beside the package, so pass file paths there.
 SEARCH_SPACE_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 SCHEDULERS = ("asha", "hyperband", "none")
 DEFAULT_PROFILE = "quickstart"
