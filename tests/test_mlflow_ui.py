@@ -71,16 +71,30 @@ def tracked_store(ray_cluster, tmp_path_factory):
     return uri, folder, experiment.experiment_id, names
 
 
-def dump_page(chromium: str, url: str, screenshot: Path) -> str:
-    """Load ``url`` in headless Chromium, save a screenshot, and return the rendered DOM."""
+def run_chromium(chromium: str, url: str, *outputs: str) -> str:
+    """Load ``url`` in a fresh headless Chromium profile and return its standard output.
+
+    ``--timeout`` makes Chromium write its outputs and exit after 30 s of page
+    time even when the single-page app keeps polling the server.
+    """
     with tempfile.TemporaryDirectory() as profile_dir:
         command = [
             chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={profile_dir}", "--window-size=1600,1000", "--virtual-time-budget=10000",
-            f"--screenshot={screenshot}", "--dump-dom", url,
+            f"--user-data-dir={profile_dir}", "--window-size=1600,1000",
+            "--virtual-time-budget=10000", "--timeout=30000", *outputs, url,
         ]  # fmt: skip
-        return subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+        try:
+            return subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+        except subprocess.TimeoutExpired:
+            return ""
+
+
+def dump_page(chromium: str, url: str, screenshot: Path) -> str:
+    """Save a screenshot of ``url`` and return its rendered DOM."""
+    dom = run_chromium(chromium, url, "--dump-dom")
+    run_chromium(chromium, url, f"--screenshot={screenshot}")
+    return dom
 
 
 def test_sweep_has_three_runs(tracked_store):
