@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         output.mkdir(parents=True, exist_ok=True)
         prepare_events(config, output)
         experiment = args.experiment or f"scaling-{config.model.name}"
-        tracker = StudyTracker(tracking_uri, experiment, study_id=str(output))
+        tracker = StudyTracker(tracking_uri, experiment, study_id=str(output), artifact_dir=output / "mlartifacts")
         runs = run_study(counts, config, output, tracker)
     except (ScalingError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)

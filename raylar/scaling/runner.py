@@ -64,14 +64,20 @@ def prepare_events(config: TrainConfig, output: Path) -> None:
 class StudyTracker:
     """One MLflow experiment for the study, one MLflow run per worker count."""
 
-    def __init__(self, tracking_uri: str, experiment: str, study_id: str):
+    def __init__(self, tracking_uri: str, experiment: str, study_id: str, artifact_dir: Path | None = None):
         from mlflow import MlflowClient
 
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.study_id = study_id
         found = self.client.get_experiment_by_name(experiment)
+        artifact_location = None
+        if artifact_dir is not None and tracking_uri.startswith("sqlite:///"):
+            # Without it MLflow puts a SQLite store's artifacts in ./mlruns of the current directory.
+            artifact_location = Path(artifact_dir).resolve().as_uri()
         self.experiment_id = (
-            found.experiment_id if found else self.client.create_experiment(experiment)
+            found.experiment_id
+            if found
+            else self.client.create_experiment(experiment, artifact_location=artifact_location)
         )
 
     def start(self, workers: int, config: TrainConfig) -> str:
