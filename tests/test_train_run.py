@@ -252,3 +252,38 @@ def test_resume_without_checkpoint_rejected(ray_cluster, store, event_file, tmp_
     with pytest.raises(CheckpointNotFoundError, match="no checkpoint in"):
         make_trainer(config, store=store)
     assert not (tmp_path / "out").exists()
+
+
+def test_larcv3_file_trains_through_cli(ray_cluster, event_file, tmp_path):
+    from raylar.data.larcv3 import write_larcv3
+    from raylar.sim.eventfile import read_events
+    from raylar.train.__main__ import main
+
+    events = list(read_events(event_file, 0, 120))
+    larcv3_path = write_larcv3(str(tmp_path / "events_larcv3.h5"), events, producer="wire")
+    output = tmp_path / "larcv3_run"
+    code = main(["--data", larcv3_path, "--producer", "wire", "--projection", "0", "--downsample", str(DOWNSAMPLE),
+                 "--model", "scnet", "--workers", "2", "--epochs", "1", "--batch-size", "8",
+                 "--val-fraction", "0.25", "--output", str(output)])
+    summary = json.loads((output / "metrics.json").read_text())
+
+    assert code == 0
+    assert summary["status"] == "completed"
+    assert summary["val_events"] == 30
+    assert_audits_exact(summary, 1)
+
+
+def test_larcv3_file_without_producer_rejected(ray_cluster, event_file, tmp_path, capsys):
+    from raylar.data.larcv3 import write_larcv3
+    from raylar.sim.eventfile import read_events
+    from raylar.train.__main__ import main
+
+    larcv3_path = write_larcv3(str(tmp_path / "events_larcv3.h5"), list(read_events(event_file, 0, 20)), producer="wire")
+    code = main(["--data", larcv3_path, "--downsample", str(DOWNSAMPLE), "--workers", "2",
+                 "--output", str(tmp_path / "out")])
+    message = capsys.readouterr().err
+
+    assert code == 2
+    assert "larcv3 file" in message
+    assert "producer" in message
+    assert not (tmp_path / "out" / "metrics.json").exists()

@@ -28,8 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML configuration file; the options below override its values")
     data = parser.add_argument_group("data")
     source = data.add_mutually_exclusive_group()
-    source.add_argument("--data", help="raylar HDF5 event file to train on")
+    source.add_argument("--data", help="raylar HDF5 event file or larcv3 file to train on")
     source.add_argument("--simulate", type=int, help="simulate this many events into the run directory first")
+    data.add_argument("--producer", help="larcv3 files: the sparse2d producer to read (inspect lists them)")
+    data.add_argument("--projection", type=int, help="larcv3 files: the projection (plane) id to read (default 0)")
+    data.add_argument(
+        "--labels",
+        help="larcv3 files: label file (.npy or text, one class 0-4 per line) or particle:PRODUCER; "
+        "default the PDG codes of the sparse2d producer's particle group",
+    )
     data.add_argument("--downsample", type=int, help="integer factor that shrinks the 3600 x 3600 image (default 9)")
     data.add_argument("--codec", choices=["sparse", "dense"], help="compression of events in the object store")
     data.add_argument("--val-fraction", type=float, help="fraction of events held out for validation (default 0.25)")
@@ -70,6 +77,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             config.run.resume = None
     overrides = {
         ("data", "path"): args.data,
+        ("data", "producer"): args.producer,
+        ("data", "projection"): args.projection,
+        ("data", "labels"): args.labels,
         ("data", "simulate"): args.simulate,
         ("data", "downsample"): args.downsample,
         ("data", "codec"): args.codec,
@@ -150,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from raylar.cluster import start_ray
+    from raylar.data.sampler import InsufficientEventsError
+    from raylar.data.sources import DataFormatError
+    from raylar.data.validate import DataValidationError
     from raylar.train.backends import check_resume, run_training
     from raylar.train.resources import ResourceRequestError, plan_workers
 
@@ -163,7 +176,14 @@ def main(argv: list[str] | None = None) -> int:
             check_simulated_shard(config)
             simulate_to_file(config)
         summary = run_training(config)
-    except (ConfigError, ResourceRequestError, CheckpointNotFoundError) as error:
+    except (
+        ConfigError,
+        ResourceRequestError,
+        CheckpointNotFoundError,
+        DataFormatError,
+        DataValidationError,
+        InsufficientEventsError,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:

@@ -98,10 +98,14 @@ def run_training(config: TrainConfig | dict, store=None) -> dict:
 
 def load_store(config: TrainConfig):
     """Load the configured events into Ray's object store and return the ``EventStore``."""
-    from raylar.data import EventStore, H5EventSource, SimulatedSource
+    from raylar.data import EventStore, SimulatedSource, open_source
+    from raylar.data.larcv3 import LArCV3Source
 
-    if config.data.path is not None:
-        source = H5EventSource(config.data.path)
+    if config.data.path is not None and config.data.producer is not None:
+        source = LArCV3Source(config.data.path, config.data.producer, config.data.projection, labels=config.data.labels)
+    elif config.data.path is not None:
+        # A larcv3 file without a producer gets an error that lists its producers.
+        source = open_source(config.data.path)
     else:
         source = SimulatedSource(config.data.simulate, config.data.seed, {"downsample": config.data.downsample})
     store = EventStore.load(source, codec=config.data.codec, val_fraction=config.data.val_fraction,

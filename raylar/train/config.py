@@ -28,7 +28,12 @@ class ConfigError(ValueError):
 class DataConfig:
     """Event source, storage codec, train/validation split and input scaling."""
 
-    path: str | None = None  # raylar HDF5 event file; None means simulate `simulate` events
+    path: str | None = None  # raylar HDF5 or larcv3 file; None means simulate `simulate` events
+    # larcv3 files only: the sparse2d producer, its projection (plane) and where
+    # labels come from (None: the producer's particle PDG codes; see LArCV3Source).
+    producer: str | None = None
+    projection: int = 0
+    labels: str | None = None
     simulate: int = 0
     seed: int = 1234
     downsample: int = 9
