@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--num-samples", type=int, metavar="N", help="samples drawn from the search space, each grid point run N times; default the profile's")
     parser.add_argument("--budget", metavar="DURATION", help="wall-clock budget of each trial, e.g. 4h, 90m, 60s or 1h30m; default the profile's (4h if unset)")
-    parser.add_argument("--sweep-budget", metavar="DURATION", help="wall-clock budget of the whole sweep, same units as --budget; no limit by default")
+    parser.add_argument("--sweep-budget", metavar="DURATION", help="wall-clock budget of the whole sweep, same units as --budget; default the profile's (quickstart: 12m), else no limit")
     parser.add_argument("--scheduler", choices=["asha", "hyperband", "none"], help="early stopping on elapsed training time; default the profile's (asha if unset)")
     parser.add_argument("--metric", help="result metric the scheduler and the best trial are judged on; default the profile's (val_loss in both shipped ones)")
     parser.add_argument("--mode", choices=["min", "max"], help="whether a lower or a higher --metric is better; default the profile's (min)")

@@ -73,12 +73,20 @@ class Profile:
     source: str
 
 
+def _is_profile(path: Path) -> bool:
+    """Tell a run profile (a top-level ``sweep:`` section) from a search space in ``search_spaces/``."""
+    try:
+        return any(line.startswith("sweep:") for line in path.read_text().splitlines())
+    except OSError:
+        return False
+
+
 def find_yaml(name: str, what: str) -> Path:
     """Resolve ``name`` as a path, or as a file (``.yaml`` optional) in ``search_spaces/``."""
     for candidate in (Path(name), SEARCH_SPACE_DIR / name, SEARCH_SPACE_DIR / f"{name}.yaml"):
         if candidate.is_file():
             return candidate
-    available = sorted(p.stem for p in SEARCH_SPACE_DIR.glob("*.yaml"))
+    available = sorted(p.stem for p in SEARCH_SPACE_DIR.glob("*.yaml") if _is_profile(p) == (what == "profile"))
     raise SearchSpaceError(
         f"{what} {name!r} not found: give a YAML file path or one of {', '.join(available)} "
         f"(from {SEARCH_SPACE_DIR})"
