@@ -41,7 +41,8 @@ def format_summary(summary: dict) -> str:
     lines = [
         f"source      {summary['source']}",
         f"events      {summary['num_events']} ({summary['events_measured']} measured below)",
-        "classes     " + ", ".join(f"{name} {count}" for name, count in summary["class_counts"].items()),
+        "classes     " + ", ".join(f"{name} {count}" for name, count in summary["class_counts"].items())
+        + " (of the measured events)",
     ]
     if summary["labels_outside_classes"]:
         lines.append(f"            {summary['labels_outside_classes']} labels outside 0-4")
