@@ -146,7 +146,7 @@ def train_loop_per_worker(config_dict: dict) -> None:
                 "images_per_s": batch_size / timing["step_s"], **timing,
             }
             csv_log.write(row)
-            window.add(loss=global_loss, images=batch_size * world_size, **timing)
+            window.add(loss=global_loss, accuracy=global_accuracy, images=batch_size * world_size, **timing)
             progress.record_loss(window, config, elapsed())
 
             progress.step += 1
@@ -271,7 +271,8 @@ def finish_epoch(config, collective, model, optimizer, progress, validation, win
         metrics[f"val_accuracy_{name}"] = accuracy
     metrics["status"] = status
     metrics["loss"] = window.mean("loss")
-    metrics["accuracy"] = progress.history[-1]["val_accuracy"]
+    # Training accuracy over the running window; validation accuracy is val_accuracy.
+    metrics["accuracy"] = window.mean("accuracy")
     if collective.rank == 0:
         logger.info("epoch %d: val loss %.4f, val accuracy %.4f +- %.4f on %d events, %.1f s elapsed, %s",
                     metrics["epoch"], metrics["val_loss"], metrics["val_accuracy"], metrics["val_accuracy_err"],
