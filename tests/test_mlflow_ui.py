@@ -23,6 +23,8 @@ CHROMIUM = "/usr/bin/chromium"
 def chromium():
     """Path of Debian's chromium, installed with apt-get when it is missing."""
     if not os.path.exists(CHROMIUM):
+        # A new machine may have empty package lists, which make the install fail.
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, text=True, timeout=300)
         install = subprocess.run(
             ["apt-get", "install", "-y", "chromium"], capture_output=True, text=True, timeout=600
         )
