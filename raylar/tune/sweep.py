@@ -325,8 +325,6 @@ def _tune_environment() -> None:
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     # The classic console output is the one that takes raylar's progress-table columns.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Passing a V1 trainer to the Tuner is what raylar does on purpose (Train V2 has no Horovod).
-    os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
 
 
 def run_sweep(plan: SweepPlan):
