@@ -217,3 +217,21 @@ def test_cli_rejects_unknown_model(capsys):
 def test_cli_rejects_resume_without_checkpoint(tmp_path, capsys):
     assert main(["--resume", str(tmp_path)]) == 2
     assert f"no checkpoint in '{tmp_path}'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("num_events,world_size,batch_size", [(300, 2, 8), (7, 3, 2), (5, 8, 4), (101, 4, 16)])
+def test_validation_batches_cover_each_event_once(num_events, world_size, batch_size):
+    from raylar.train.evaluation import validation_batches
+
+    seen = np.concatenate(
+        [batch for rank in range(world_size) for batch in validation_batches(num_events, world_size, rank, batch_size)]
+        or [np.array([], dtype=np.int64)]
+    )
+
+    assert len(seen) == num_events
+    assert sorted(seen.tolist()) == list(range(num_events))
+    assert all(
+        len(batch) <= batch_size
+        for rank in range(world_size)
+        for batch in validation_batches(num_events, world_size, rank, batch_size)
+    )

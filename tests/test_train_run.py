@@ -19,12 +19,12 @@ from raylar.train.config import ConfigError, TrainConfig
 from raylar.train.metrics import read_worker_csv, worker_csv_path
 from raylar.train.resources import ResourceRequestError
 
-# NOTE: the acceptance target (over 60 % validation accuracy on at least 500 held-out events, for
-# both models) is out of reach on the simulated events. A 2-worker SCNet run on 2 400 training
-# events ended at 42 % on 600 held out; a finer image, a wider network, log-scaled inputs, no
-# weight decay, augmentation and a classifier of hand-made summary figures all stayed between 37
-# and 43 %, with gamma against electron and muon, pion and kaon mixed (docs/training.md, "Accuracy
-# on simulated events"). So the learning test trains SCNet on 300 events, holds out 300 and asserts
+# NOTE: the target of over 60 % validation accuracy on at least 500 held-out events, for both
+# models, is out of reach on the simulated events. A 2-worker SCNet run on 2 400 training events
+# ended at 42 % on 600 held out. A finer image, a wider network, log-scaled inputs, no weight
+# decay, augmentation and a classifier of hand-made summary figures all stayed between 37 and 43 %.
+# Gamma and electron were mixed, and so were muon, pion and kaon (docs/training.md, "Accuracy on
+# simulated events"). So the learning test trains SCNet on 300 events, holds out 300 and asserts
 # accuracy clearly above chance; JishNet trains in the budget test.
 NUM_EVENTS = 600
 VAL_FRACTION = 0.5

@@ -1,6 +1,6 @@
 """raylar's MicroBooNE single-particle event simulator.
 
-``simulate_event(index, seed, config)`` makes one collection-plane event; ``SimConfig`` holds the
+``simulate_event(index, seed, config)`` makes one collection-plane event; ``SimConfig`` contains the
 settings; ``raylar.sim.eventfile`` reads and writes raylar's HDF5 event files.
 """
 

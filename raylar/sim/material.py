@@ -1,4 +1,4 @@
-"""Liquid argon as the transport sees it.
+"""Properties of liquid argon used by the transport.
 
 Values are from the PDG "Atomic and nuclear properties of materials" page for liquid argon
 (density at 87 K, Sternheimer density-effect parameters, radiation and interaction lengths),

@@ -12,7 +12,7 @@ from pathlib import Path
 from raylar.train.config import ConfigError, TrainConfig, parse_duration
 from raylar.tune.space import SearchSpaceError, check_field_name, flatten, read_yaml, set_dotted
 
-# NOTE: the shipped profiles and spaces are found in the source checkout only; a
+# NOTE: the shipped profiles and spaces are found in the source checkout only. A
 # non-editable install has no search_spaces/ beside the package, so pass file paths there.
 SEARCH_SPACE_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 SCHEDULERS = ("asha", "hyperband", "none")
@@ -21,7 +21,7 @@ DEFAULT_PROFILE = "quickstart"
 
 @dataclass
 class SweepSettings:
-    """How a sweep runs: what it searches, how long, and how it stops trials early.
+    """Settings of a sweep: its search space, budgets, and the scheduler that stops trials early.
 
     Durations are seconds. ``concurrent_trials`` 0 means as many as the cluster
     can place at once. ``grace_period_s`` is the elapsed training time before
