@@ -54,9 +54,16 @@ JISHNET_VARIANTS = {
     "fused_channels_last": {"fused_pooling": True, "channels_last": True},
     "checkpointing": {"checkpointing": True},
     "bf16_autocast": {"bf16_autocast": True},
+    "fused_first_block": {"fused_first_block": True, "fused_pooling": True, "channels_last": True},
 }
 # Only these run at full size: the others' full-size step takes seconds each.
-FULL_SIZE_VARIANTS = ("plain", "channels_last", "fused_channels_last", "checkpointing")
+FULL_SIZE_VARIANTS = (
+    "plain",
+    "channels_last",
+    "fused_channels_last",
+    "checkpointing",
+    "fused_first_block",
+)
 
 
 # ---------------------------------------------------------------- measurements

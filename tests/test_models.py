@@ -85,8 +85,22 @@ def outputs_and_gradients(options, images, labels, seed=4):
 
 @pytest.mark.parametrize(
     "options",
-    [{"checkpointing": True}, {"fused_pooling": True}, {"channels_last": True}],
-    ids=["checkpointing", "fused_pooling", "channels_last"],
+    [
+        {"checkpointing": True},
+        {"fused_pooling": True},
+        {"channels_last": True},
+        {"fused_first_block": True},
+        {"fused_first_block": True, "fused_pooling": True, "channels_last": True},
+        {"fused_first_block": True, "checkpointing": True},
+    ],
+    ids=[
+        "checkpointing",
+        "fused_pooling",
+        "channels_last",
+        "fused_first_block",
+        "fused_first_block_fastest",
+        "fused_first_block_checkpointing",
+    ],
 )
 def test_jishnet_option_matches_default(options):
     images = sparse_images(2, 400, seed=5)
@@ -136,7 +150,12 @@ def test_checkpointing_keeps_fewer_activations():
 
 def test_activation_estimate_matches_saved_tensors():
     images = sparse_images(1, 800, seed=8)
-    for options in ({}, {"fused_pooling": True}, {"checkpointing": True}):
+    for options in (
+        {},
+        {"fused_pooling": True},
+        {"checkpointing": True},
+        {"fused_first_block": True},
+    ):
         model = build_model("jishnet", 800, channels=SMALL_CHANNELS, **options)
         estimate = describe_model(model, 800)["activation_bytes_per_event"]
         measured = saved_tensor_bytes(model, images)
@@ -181,6 +200,15 @@ def test_fused_pooling_lowers_peak_estimate():
     plain = dense_memory((3600, 3600), DEFAULT_CHANNELS)
     fused = dense_memory((3600, 3600), DEFAULT_CHANNELS, fused_pooling=True)
     assert fused["peak_training_bytes"] < 0.6 * plain["peak_training_bytes"]
+
+
+def test_fused_first_block_lowers_peak_estimate():
+    fused = dense_memory((3600, 3600), DEFAULT_CHANNELS, fused_pooling=True)
+    compiled = dense_memory(
+        (3600, 3600), DEFAULT_CHANNELS, fused_pooling=True, fused_first_block=True
+    )
+    # no full-size map of the first block is kept or rebuilt as a gradient
+    assert compiled["peak_training_bytes"] < 0.3 * fused["peak_training_bytes"]
 
 
 def test_scnet_describe_model_uses_active_sites():

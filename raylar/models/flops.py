@@ -114,6 +114,7 @@ def dense_memory(
     fused_pooling: bool = False,
     bf16_autocast: bool = False,
     checkpointed_blocks: int = 2,
+    fused_first_block: bool = False,
 ) -> dict:
     """Estimate JishNet's activation memory per event in bytes.
 
@@ -125,6 +126,10 @@ def dense_memory(
     pass, so checkpointing lowers the kept bytes far more than the peak.
     NOTE: an estimate from the shapes; allocator caching and convolution
     workspace (cuDNN, oneDNN) come on top, so measure with the benchmarks.
+    ``fused_first_block`` assumes the compiled CPU kernel runs the first block:
+    it keeps a padded copy of the image instead of the image, the pooled map
+    and one byte of argmax per pooled value, and its backward pass makes no
+    full-size gradient.
     """
     element = 2 if bf16_autocast else FLOAT32_BYTES
     rows, cols = image_shape
@@ -145,6 +150,13 @@ def dense_memory(
 
     gradient_maps = 1 if fused_pooling else 2
     peak_gradients = gradient_maps * full_maps[0]
+    if fused_first_block:
+        padded = (image_shape[0] + 4) * (image_shape[1] + 4) * FLOAT32_BYTES
+        first_pooled = output_per_block[0] // element
+        input_bytes = padded
+        kept_per_block[0] = first_pooled * (FLOAT32_BYTES + 1)
+        output_per_block[0] = first_pooled * FLOAT32_BYTES
+        peak_gradients = gradient_maps * full_maps[1]
     if checkpointing:
         # a checkpointed block keeps only its input, which is the previous block's output
         kept = (

@@ -53,6 +53,11 @@ class JishNet(nn.Module):
     - ``fused_pooling``: pool before the ReLU in one autograd node that keeps
       only the pooled output and argmax indices (same output, less memory).
     - ``channels_last``: keep the convolutions' tensors in NHWC layout.
+    - ``fused_first_block``: on CPU, run the first block (convolution of the
+      one-channel image, pooling, ReLU) as one compiled kernel
+      (:mod:`raylar.models.native`). It never writes the full-size map, and
+      its weight gradient reads only each window's maximum. Other devices,
+      bfloat16 autocast and inputs that need a gradient use PyTorch's operators.
     """
 
     input_kind = "dense"
@@ -65,6 +70,7 @@ class JishNet(nn.Module):
         bf16_autocast: bool = False,
         fused_pooling: bool = False,
         channels_last: bool = False,
+        fused_first_block: bool = False,
     ):
         super().__init__()
         self.image_shape = image_shape(image_size)
@@ -73,10 +79,17 @@ class JishNet(nn.Module):
         self.bf16_autocast = bool(bf16_autocast)
         self.fused_pooling = bool(fused_pooling)
         self.channels_last = bool(channels_last)
+        self.fused_first_block = bool(fused_first_block)
 
         widths = (1, *self.channels)
         self.blocks = nn.ModuleList(
-            DenseBlock(widths[i], widths[i + 1], window, fused=self.fused_pooling)
+            DenseBlock(
+                widths[i],
+                widths[i + 1],
+                window,
+                fused=self.fused_pooling,
+                compiled=self.fused_first_block and i == 0,
+            )
             for i, window in enumerate(POOL_WINDOWS)
         )
         rows, cols = pooled_shapes(self.image_shape)[-1]

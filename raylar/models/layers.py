@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from raylar.models import native
 from raylar.models.config import HIDDEN_UNITS, KERNEL_SIZE, NUM_CLASSES
 
 
@@ -52,15 +53,28 @@ class DenseBlock(nn.Module):
 
     With ``fused=True`` the ReLU runs after the pooling in one autograd node
     (:class:`_MaxPoolReLU`); the output is the same, only time and memory change.
+    With ``compiled=True`` a one-channel block on CPU float32 input that needs
+    no input gradient runs as one compiled kernel (:mod:`raylar.models.native`);
+    other inputs take the PyTorch path.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, window: int, fused: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        window: int,
+        fused: bool = False,
+        compiled: bool = False,
+    ):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, KERNEL_SIZE, padding=KERNEL_SIZE // 2)
         self.window = window
         self.fused = fused
+        self.compiled = compiled
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compiled and native.supported(x, self.conv, self.window):
+            return native.FirstBlockFunction.apply(x, self.conv.weight, self.conv.bias, self.window)
         x = self.conv(x)
         if self.fused:
             return _MaxPoolReLU.apply(x, self.window)

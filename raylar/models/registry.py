@@ -14,7 +14,14 @@ log = get_logger(__name__)
 
 MODELS = {"jishnet": JishNet, "scnet": SCNet}
 OPTIONS = {
-    "jishnet": ("channels", "checkpointing", "bf16_autocast", "fused_pooling", "channels_last"),
+    "jishnet": (
+        "channels",
+        "checkpointing",
+        "bf16_autocast",
+        "fused_pooling",
+        "channels_last",
+        "fused_first_block",
+    ),
     "scnet": ("channels",),
 }
 
@@ -75,6 +82,7 @@ def describe_model(model: nn.Module, image_size, active_sites: Sequence[int] | N
             checkpointing=model.checkpointing,
             fused_pooling=model.fused_pooling,
             bf16_autocast=model.bf16_autocast,
+            fused_first_block=model.fused_first_block,
         )
         description.update(
             options={
@@ -82,6 +90,7 @@ def describe_model(model: nn.Module, image_size, active_sites: Sequence[int] | N
                 "bf16_autocast": model.bf16_autocast,
                 "fused_pooling": model.fused_pooling,
                 "channels_last": model.channels_last,
+                "fused_first_block": model.fused_first_block,
             },
             activation_bytes_per_event=memory["activation_bytes"],
             peak_training_bytes_per_event=memory["peak_training_bytes"],
