@@ -58,6 +58,19 @@ def step_figures(run_dir: Path, world_size: int, skip_steps: int) -> dict:
     }
 
 
+def parse_model_options(parser: argparse.ArgumentParser, pairs: list[str]) -> dict:
+    """Turn ``NAME=VALUE`` pairs into model options, reading each value as YAML."""
+    import yaml
+
+    options = {}
+    for pair in pairs:
+        name, separator, value = pair.partition("=")
+        if not separator or not name:
+            parser.error(f"invalid --model-option {pair!r}: expected NAME=VALUE, e.g. fused_first_block=true")
+        options[name] = yaml.safe_load(value)
+    return options
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=400, help="simulated training events (default 400)")
@@ -68,8 +81,11 @@ def main() -> None:
     parser.add_argument("--skip-steps", type=int, default=3, help="start-up steps left out (default 3)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="rounds of (1 worker, 2 workers), interleaved so both see similar load (default 2)")
+    parser.add_argument("--model-option", action="append", default=[], metavar="NAME=VALUE",
+                        help="model option, repeatable, e.g. fused_first_block=true (YAML values)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
+    model_options = parse_model_options(parser, args.model_option)
 
     import ray
 
@@ -91,6 +107,7 @@ def main() -> None:
             config.data.downsample = args.downsample
             config.data.val_fraction = 0.02
             config.model.name = args.model
+            config.model.options = dict(model_options)
             config.run.epochs = args.epochs
             config.run.batch_size = args.batch_size
             config.run.output = str(workdir / f"round{round_index}-workers{workers}")
@@ -114,8 +131,11 @@ def main() -> None:
             "machine": {"node": platform.node(), "processor": platform.processor() or platform.machine(),
                         "cpus": ray.cluster_resources().get("CPU")},
             "command": "benchmarks/bench_train.py " + " ".join(
-                f"--{key.replace('_', '-')} {value}" for key, value in vars(args).items() if key != "output"),
+                f"--{key.replace('_', '-')} {value}" for key, value in vars(args).items()
+                if key not in ("output", "model_option")) + "".join(
+                f" --model-option {pair}" for pair in args.model_option),
             "model": args.model,
+            "model_options": model_options,
             "image_size": 3600 // args.downsample,
             "batch_size_per_worker": args.batch_size,
             "training_events": len(store.train),

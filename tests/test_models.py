@@ -114,6 +114,18 @@ def test_jishnet_option_matches_default(options):
         torch.testing.assert_close(gradient, expected_gradients[name], atol=1e-5, rtol=1e-3)
 
 
+def test_channels_last_keeps_parameters_contiguous():
+    # Horovod broadcasts and allreduces only contiguous tensors.
+    model = build_model(
+        "jishnet", 400, channels=SMALL_CHANNELS, channels_last=True, fused_pooling=True
+    )
+    F.cross_entropy(model(sparse_images(2, 400, seed=7)), torch.tensor([0, 1])).backward()
+
+    for name, parameter in model.named_parameters():
+        assert parameter.is_contiguous(), name
+        assert parameter.grad.is_contiguous(), name
+
+
 def test_jishnet_bf16_autocast_close_to_float32():
     images = sparse_images(2, 400, seed=6)
     labels = torch.tensor([0, 3])

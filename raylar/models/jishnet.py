@@ -52,7 +52,9 @@ class JishNet(nn.Module):
       on the input's device; logits are returned in float32.
     - ``fused_pooling``: pool before the ReLU in one autograd node that keeps
       only the pooled output and argmax indices (same output, less memory).
-    - ``channels_last``: keep the convolutions' tensors in NHWC layout.
+    - ``channels_last``: run the convolutions in NHWC layout. The weight
+      parameters stay contiguous, because Horovod broadcasts and allreduces
+      only contiguous tensors, and each block uses a channels-last copy.
     - ``fused_first_block``: on CPU, run the first block (convolution of the
       one-channel image, pooling, ReLU) as one compiled kernel
       (:mod:`raylar.models.native`). It never writes the full-size map, and
@@ -89,13 +91,12 @@ class JishNet(nn.Module):
                 window,
                 fused=self.fused_pooling,
                 compiled=self.fused_first_block and i == 0,
+                channels_last=self.channels_last,
             )
             for i, window in enumerate(POOL_WINDOWS)
         )
         rows, cols = pooled_shapes(self.image_shape)[-1]
         self.head = make_head(self.channels[-1] * rows * cols)
-        if self.channels_last:
-            self.blocks.to(memory_format=torch.channels_last)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         self._check_input(images)

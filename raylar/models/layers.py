@@ -55,7 +55,9 @@ class DenseBlock(nn.Module):
     (:class:`_MaxPoolReLU`); the output is the same, only time and memory change.
     With ``compiled=True`` a one-channel block on CPU float32 input that needs
     no input gradient runs as one compiled kernel (:mod:`raylar.models.native`);
-    other inputs take the PyTorch path.
+    other inputs take the PyTorch path. With ``channels_last=True`` the
+    convolution runs on a channels-last copy of the weight, and the parameter
+    itself stays contiguous.
     """
 
     def __init__(
@@ -65,17 +67,25 @@ class DenseBlock(nn.Module):
         window: int,
         fused: bool = False,
         compiled: bool = False,
+        channels_last: bool = False,
     ):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, KERNEL_SIZE, padding=KERNEL_SIZE // 2)
         self.window = window
         self.fused = fused
         self.compiled = compiled
+        self.channels_last = channels_last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.compiled and native.supported(x, self.conv, self.window):
             return native.FirstBlockFunction.apply(x, self.conv.weight, self.conv.bias, self.window)
-        x = self.conv(x)
+        if self.channels_last:
+            # A copy with explicit channels-last strides: with one input channel
+            # both layouts count as contiguous, and .contiguous() would keep NCHW.
+            weight = torch.empty_like(self.conv.weight, memory_format=torch.channels_last)
+            x = self.conv._conv_forward(x, weight.copy_(self.conv.weight), self.conv.bias)
+        else:
+            x = self.conv(x)
         if self.fused:
             return _MaxPoolReLU.apply(x, self.window)
         return F.max_pool2d(F.relu(x), self.window, self.window)
