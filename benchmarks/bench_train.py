@@ -12,6 +12,7 @@ worker has its own core. The first steps of each run (start-up) are excluded.
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import tempfile
@@ -76,6 +77,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=400, help="simulated training events (default 400)")
     parser.add_argument("--downsample", type=int, default=9, help="image downsampling factor (default 9)")
     parser.add_argument("--model", default="jishnet", choices=["jishnet", "scnet"])
+    parser.add_argument("--backend", default="horovod", choices=["horovod", "torch"],
+                        help="distributed backend (default horovod)")
     parser.add_argument("--batch-size", type=int, default=8, help="events per batch per worker (default 8)")
     parser.add_argument("--epochs", type=int, default=1, help="epochs per run (default 1)")
     parser.add_argument("--skip-steps", type=int, default=3, help="start-up steps left out (default 3)")
@@ -111,6 +114,7 @@ def main() -> None:
             config.run.epochs = args.epochs
             config.run.batch_size = args.batch_size
             config.run.output = str(workdir / f"round{round_index}-workers{workers}")
+            config.backend.name = args.backend
             config.backend.workers = workers
             config.backend.cpus_per_worker = 1
             started = time.perf_counter()
@@ -135,6 +139,8 @@ def main() -> None:
                 if key not in ("output", "model_option")) + "".join(
                 f" --model-option {pair}" for pair in args.model_option),
             "model": args.model,
+            "backend": args.backend,
+            "horovod_cycle_time_ms": os.environ.get("HOROVOD_CYCLE_TIME", "1 (Horovod's default)"),
             "model_options": model_options,
             "image_size": 3600 // args.downsample,
             "batch_size_per_worker": args.batch_size,

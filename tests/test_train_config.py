@@ -13,6 +13,7 @@ from raylar.train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from raylar.train.collective import horovod_cycle_time
 from raylar.train.config import ConfigError, TrainConfig, parse_duration
 from raylar.train.metrics import (
     WorkerLog,
@@ -77,6 +78,8 @@ def test_config_rejects_unknown_section():
         ("data", "downsample", 7, "invalid downsample factor 7"),
         ("data", "val_fraction", 1.0, "invalid validation fraction"),
         ("backend", "workers", 0, "invalid number of workers 0"),
+        ("backend", "horovod_cycle_time_ms", 0, "invalid horovod_cycle_time_ms 0"),
+        ("backend", "horovod_cycle_time_ms", "fast", "invalid horovod_cycle_time_ms 'fast'"),
     ],
 )
 def test_config_validate_rejects(section, key, value, message):
@@ -235,3 +238,14 @@ def test_validation_batches_cover_each_event_once(num_events, world_size, batch_
         for rank in range(world_size)
         for batch in validation_batches(num_events, world_size, rank, batch_size)
     )
+
+
+def test_horovod_cycle_time_choice(monkeypatch):
+    monkeypatch.delenv("HOROVOD_CYCLE_TIME", raising=False)
+    assert horovod_cycle_time(None, use_gpu=False) == 5.0
+    assert horovod_cycle_time(None, use_gpu=True) is None
+    assert horovod_cycle_time(2, use_gpu=True) == 2.0
+    # a value the user exported is left for Horovod to read
+    monkeypatch.setenv("HOROVOD_CYCLE_TIME", "3")
+    assert horovod_cycle_time(None, use_gpu=False) is None
+    assert horovod_cycle_time(8, use_gpu=False) == 8.0

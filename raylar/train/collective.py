@@ -6,11 +6,33 @@ gradients, and ``allreduce_mean``/``allreduce_sum``/``allgather_object``
 average the per-batch figures and gather the uniqueness audit.
 """
 
+import os
+
 import torch
 
 from raylar.log import get_logger
 
 logger = get_logger(__name__)
+
+HOROVOD_CYCLE_VARIABLE = "HOROVOD_CYCLE_TIME"
+# With one CPU core per worker, Horovod's background thread negotiating every
+# 1 ms (its default) took CPU time from the training thread, and 2 workers on
+# 2 cores ran at 0.66 of twice one worker's rate; at 5 ms they ran at 0.76
+# (benchmarks/bench_train.py, docs/benchmarks.md).
+CPU_CYCLE_TIME_MS = 5.0
+
+
+def horovod_cycle_time(configured: float | None, use_gpu: bool) -> float | None:
+    """Return the cycle time in ms to set for Horovod, or None to leave Horovod's setting alone.
+
+    An explicit configuration wins, then a ``HOROVOD_CYCLE_TIME`` already in
+    the environment, then 5 ms for CPU-only workers.
+    """
+    if configured is not None:
+        return float(configured)
+    if os.environ.get(HOROVOD_CYCLE_VARIABLE) or use_gpu:
+        return None
+    return CPU_CYCLE_TIME_MS
 
 
 class HorovodCollective:
@@ -18,10 +40,14 @@ class HorovodCollective:
 
     name = "horovod"
 
-    def __init__(self):
+    def __init__(self, cycle_time_ms: float | None = None):
         import horovod.torch as hvd
 
+        if cycle_time_ms is not None:
+            # read once by hvd.init(), when the background thread starts
+            os.environ[HOROVOD_CYCLE_VARIABLE] = f"{cycle_time_ms:g}"
         hvd.init()
+        self.cycle_time_ms = float(os.environ.get(HOROVOD_CYCLE_VARIABLE) or 1.0)
         self.hvd = hvd
         self.rank = hvd.rank()
         self.world_size = hvd.size()
@@ -92,10 +118,14 @@ class TorchCollective:
         self.dist.barrier()
 
 
-def start_collective(backend: str):
-    """Initialise the collective layer of ``backend`` inside a Ray Train worker."""
+def start_collective(backend: str, horovod_cycle_time_ms: float | None = None):
+    """Initialise the collective layer of ``backend`` inside a Ray Train worker.
+
+    ``horovod_cycle_time_ms`` (Horovod only) is set as ``HOROVOD_CYCLE_TIME``
+    before ``hvd.init()`` when it is not None.
+    """
     if backend == "horovod":
-        return HorovodCollective()
+        return HorovodCollective(horovod_cycle_time_ms)
     if backend == "torch":
         return TorchCollective()
     raise ValueError(f"unknown backend {backend!r}; expected 'horovod' or 'torch'")

@@ -100,6 +100,10 @@ class BackendConfig:
     use_gpu: bool | None = None  # None: use GPUs when the cluster has them
     cpus_per_worker: float | None = None  # None: an equal share of the cluster's CPUs
     max_failures: int = 1
+    # How often Horovod's background thread negotiates with the other ranks.
+    # None: HOROVOD_CYCLE_TIME if set, else 5 ms on CPU-only workers and
+    # Horovod's own 1 ms with GPUs (see docs/training.md).
+    horovod_cycle_time_ms: float | None = None
 
 
 SECTIONS = {
@@ -217,6 +221,11 @@ class TrainConfig:
             raise ConfigError(f"invalid number of workers {backend.workers!r}: it must be an integer of at least 1")
         if backend.max_failures < 0:
             raise ConfigError(f"invalid max_failures {backend.max_failures!r}: it must be 0 or more")
+        cycle = backend.horovod_cycle_time_ms
+        if cycle is not None and (isinstance(cycle, bool) or not isinstance(cycle, int | float) or not cycle > 0):
+            raise ConfigError(
+                f"invalid horovod_cycle_time_ms {cycle!r}: it must be a positive number of milliseconds"
+            )
 
 
 def parse_duration(text: str | float | int) -> float:

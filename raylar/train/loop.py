@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from raylar.geometry import CLASS_NAMES, image_size
 from raylar.log import get_logger
 from raylar.train.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from raylar.train.collective import start_collective, unwrap
+from raylar.train.collective import horovod_cycle_time, start_collective, unwrap
 from raylar.train.config import TrainConfig
 from raylar.train.evaluation import audit_epoch, expected_epoch_ids, scale_inputs, validate
 from raylar.train.metrics import RunningWindow, WorkerLog, record_attempt, worker_csv_path
@@ -45,7 +45,10 @@ def train_loop_per_worker(config_dict: dict) -> None:
         config.run.output = train.get_context().get_trial_dir()
     run_dir = Path(config.run.output)
 
-    collective = start_collective(config.backend.name)
+    collective = start_collective(
+        config.backend.name,
+        horovod_cycle_time(config.backend.horovod_cycle_time_ms, bool(config.backend.use_gpu)),
+    )
     rank, world_size = collective.rank, collective.world_size
     device = select_device(config, collective)
     attempt = record_attempt(run_dir, rank)
@@ -84,6 +87,8 @@ def train_loop_per_worker(config_dict: dict) -> None:
             config.run.batch_size * world_size, side, side, len(store.train), len(store.val), config.data.codec,
             stats.compressed_bytes / 1e6, stats.ratio, stats.dlt_s, progress.epoch, progress.next_batch,
         )
+        if collective.name == "horovod":
+            logger.info("Horovod negotiates every %g ms (HOROVOD_CYCLE_TIME)", collective.cycle_time_ms)
 
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - started
