@@ -95,6 +95,7 @@ def main() -> None:
     from raylar.cluster import start_ray
     from raylar.data import EventStore, SimulatedSource
     from raylar.train.backends import run_training
+    from raylar.train.collective import horovod_cycle_time
     from raylar.train.config import TrainConfig
 
     start_ray(address="local", num_cpus=2, object_store_memory=512 * 1024**2)
@@ -140,7 +141,10 @@ def main() -> None:
                 f" --model-option {pair}" for pair in args.model_option),
             "model": args.model,
             "backend": args.backend,
-            "horovod_cycle_time_ms": os.environ.get("HOROVOD_CYCLE_TIME", "1 (Horovod's default)"),
+            # what the CPU workers' HorovodCollective sets, or the exported variable
+            "horovod_cycle_time_ms": (horovod_cycle_time(None, use_gpu=False)
+                                      or float(os.environ["HOROVOD_CYCLE_TIME"]))
+            if args.backend == "horovod" else None,
             "model_options": model_options,
             "image_size": 3600 // args.downsample,
             "batch_size_per_worker": args.batch_size,

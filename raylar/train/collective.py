@@ -16,9 +16,9 @@ logger = get_logger(__name__)
 
 HOROVOD_CYCLE_VARIABLE = "HOROVOD_CYCLE_TIME"
 # With one CPU core per worker, Horovod's background thread negotiating every
-# 1 ms (its default) took CPU time from the training thread, and 2 workers on
-# 2 cores ran at 0.66 of twice one worker's rate; at 5 ms they ran at 0.76
-# (benchmarks/bench_train.py, docs/benchmarks.md).
+# 1 ms (its default) takes CPU time from the training thread. At batch 32, 2
+# workers on 2 cores ran at 0.76 of twice one worker's rate with 1 ms and at
+# 0.80 with 5 ms (benchmarks/bench_train.py, docs/benchmarks.md).
 CPU_CYCLE_TIME_MS = 5.0
 
 
