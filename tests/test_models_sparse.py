@@ -1,5 +1,7 @@
 """spconv's building blocks against their dense torch counterparts, and SCNet on the CPU."""
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -134,6 +136,15 @@ def test_sparse_max_pool_matches_dense_everywhere(window, rows, cols, one_thread
 def make_sparse_batch(batch, size, occupancy, seed):
     dense, coords = random_sparse_image(batch, size, size, occupancy, seed=seed, positive=True)
     return SparseBatch(coords, features_at(dense, coords), (size, size), batch)
+
+
+def test_densify_restores_image_without_warning():
+    dense, coords = random_sparse_image(2, 30, 40, 0.1, seed=3)
+    with warnings.catch_warnings():
+        # spconv 2.3.8's own densification indexes with a list, which PyTorch flags
+        warnings.simplefilter("error")
+        restored = sparse_tensor(dense, coords).dense()
+    torch.testing.assert_close(restored, dense, atol=0, rtol=0)
 
 
 def test_scnet_forward_backward_on_cpu():
