@@ -26,6 +26,14 @@ def start_ray(
     address = address or os.environ.get("RAY_ADDRESS") or "local"
     init_options = {"runtime_env": worker_runtime_env(), "include_dashboard": False, **options}
     if address == "local":
+        running = running_cluster_address()
+        if running is not None:
+            logger.warning(
+                "a Ray cluster started with `ray start` is running on this machine at %s, but "
+                "raylar starts a separate one-node cluster because the address is 'local'; "
+                "pass --address auto or set RAY_ADDRESS=auto to run on the running cluster",
+                running,
+            )
         init_options.update(num_cpus=num_cpus, object_store_memory=object_store_memory)
     ray.init(address=address, **init_options)
     resources = ray.cluster_resources()
@@ -37,3 +45,21 @@ def start_ray(
         resources.get("object_store_memory", 0) / 1e9,
     )
     return resources
+
+
+def running_cluster_address() -> str | None:
+    """Return the address of a live cluster that `ray start` began on this machine, else None.
+
+    Ray records the last `ray start` in its temporary folder; the address
+    counts only while a GCS server process still serves it.
+    """
+    # NOTE: uses Ray's private helpers (ray 2.60); any error means "none found".
+    try:
+        from ray._private import services, utils
+
+        address = utils.read_ray_address(None)
+        if address and address in services.find_gcs_addresses():
+            return address
+    except Exception:  # noqa: BLE001 - only a hint for the user
+        return None
+    return None

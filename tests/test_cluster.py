@@ -301,6 +301,32 @@ def test_batch_script_starts_ray_and_runs_command(script, tmp_path):
     assert remaining == [], f"Ray processes left after the script: {[p.pid for p in remaining]}"
 
 
+def test_local_start_warns_about_running_cluster(tmp_path):
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    script = (
+        "from raylar.cluster import start_ray\n"
+        "start_ray(address='local', num_cpus=1, object_store_memory=100 * 1024**2)\n"
+    )
+    try:
+        subprocess.run(
+            [str(VENV_BIN / "ray"), "start", "--head", f"--port={port}", "--num-cpus=1",
+             "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats"],
+            env=environment, capture_output=True, text=True, timeout=120, check=True,
+        )
+        result = subprocess.run(
+            [str(VENV_BIN / "python"), "-c", script],
+            env=environment, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        )
+    finally:
+        stop_ray_head(port)
+
+    assert result.returncode == 0, result.stderr
+    # Ray records the node's address, which need not be 127.0.0.1
+    assert re.search(rf"running on this machine at \S+:{port}\b", result.stderr), result.stderr
+    assert "--address auto" in result.stderr
+
+
 # -- ray up / exec / down over SSH to 127.0.0.1 ----------------------------------
 
 

@@ -1,5 +1,8 @@
 """Bad sweep inputs: each a clear error from ``python -m raylar.tune`` before any trial starts."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,3 +117,17 @@ def test_existing_sweep_name(ray_cluster, capsys, tmp_path, tiny_profile):
     assert code == 2
     assert "a sweep named 'inputs' already exists" in error
     assert f"--resume {existing}" in error
+
+
+def test_bad_search_space_fails_before_ray_starts(tmp_path, tiny_profile):
+    # A fresh process with no cluster: the error must come before Ray starts one.
+    environment = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    result = subprocess.run(
+        [sys.executable, "-m", "raylar.tune", "--profile", str(tiny_profile),
+         "--search-space", str(tmp_path / "gone.yaml"), "--output", str(tmp_path / "out")],
+        env=environment, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "gone.yaml" in result.stderr
+    assert "Ray cluster at" not in result.stderr
+    assert "Started a local Ray instance" not in result.stderr

@@ -99,7 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     from raylar.train.resources import ResourceRequestError
     from raylar.tune.profiles import load_profile, with_overrides
     from raylar.tune.space import SearchSpaceError
-    from raylar.tune.sweep import prepare_sweep, read_manifest, resume_sweep, run_sweep
+    from raylar.tune.sweep import (
+        check_sweep_inputs,
+        prepare_sweep,
+        read_manifest,
+        resume_sweep,
+        run_sweep,
+    )
 
     input_errors = (SearchSpaceError, ConfigError, TrackingError, ResourceRequestError)
     try:
@@ -121,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 mode=args.mode,
                 concurrent_trials=args.concurrent_trials,
             )
+            check_sweep_inputs(profile, settings, args.search_space)
             start_ray(address=args.address, object_store_memory=_bytes(args.object_store_gb))
             plan = prepare_sweep(profile, settings, args.search_space, args.output, args.tracking_uri, args.name)
             results = run_sweep(plan)

@@ -85,18 +85,11 @@ def plan_concurrency(train: dict, settings: SweepSettings, total_trials: int) ->
     raise error
 
 
-def prepare_sweep(
-    profile: Profile,
-    settings: SweepSettings,
-    search_space: str | None,
-    output: str | None,
-    tracking_uri: str | None,
-    name: str | None = None,
-) -> SweepPlan:
-    """Check every input of a sweep and size it to the running cluster; start nothing.
+def check_sweep_inputs(profile: Profile, settings: SweepSettings, search_space: str | None):
+    """Check the settings, the search space and every training config it yields, without Ray.
 
-    Raises ``SearchSpaceError``, ``ConfigError``, ``TrackingError`` or
-    ``ResourceRequestError`` with the file or value at fault.
+    Returns the search space and the base training config. The command line
+    calls it before starting Ray, so bad input fails at once.
     """
     settings.validate("the command line")
     space_path = find_yaml(search_space or settings.search_space, "search space")
@@ -114,6 +107,23 @@ def prepare_sweep(
             TrainConfig.from_dict(config).validate()
         except ConfigError as error:
             raise ConfigError(f"invalid training config from {profile.source} and {space.source}: {error}") from None
+    return space, base
+
+
+def prepare_sweep(
+    profile: Profile,
+    settings: SweepSettings,
+    search_space: str | None,
+    output: str | None,
+    tracking_uri: str | None,
+    name: str | None = None,
+) -> SweepPlan:
+    """Check every input of a sweep and size it to the running cluster; start nothing.
+
+    Raises ``SearchSpaceError``, ``ConfigError``, ``TrackingError`` or
+    ``ResourceRequestError`` with the file or value at fault.
+    """
+    space, base = check_sweep_inputs(profile, settings, search_space)
 
     output_dir = Path(output or Path("outputs") / profile.name).resolve()
     uri = resolve_tracking_uri(tracking_uri, output_dir)
