@@ -44,14 +44,19 @@ def cache_dir() -> Path:
 
 
 def _cpu_model() -> str:
+    """Return the CPU's model name and instruction-set flags, which ``-march=native`` depends on."""
+    found = {}
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
-                if line.startswith(("model name", "flags")):
-                    return line
+                key = line.split(":", 1)[0].strip()
+                if key in ("model name", "flags") and key not in found:
+                    found[key] = line.strip()
+                if len(found) == 2:
+                    break
     except OSError:
         pass
-    return platform.processor()
+    return "\n".join(found.values()) or platform.processor()
 
 
 def _build(compiler: str) -> Path:
