@@ -4,7 +4,7 @@ The C source next to this file computes convolution, max pooling and ReLU of
 the one-channel image in one pass and the weight gradient from each window's
 maximum only (see its header comment). It is compiled with the system's C
 compiler the first time it is needed and cached per source, compiler flags
-and CPU model under ``$RAYLAR_NATIVE_CACHE`` (default
+and CPU (model name and instruction-set flags) under ``$RAYLAR_NATIVE_CACHE`` (default
 ``~/.cache/raylar/native``). ``load_first_block`` returns ``None`` with a
 logged reason when no compiler is found or the build fails; JishNet then
 runs the block with PyTorch's operators.
