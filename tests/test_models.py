@@ -254,6 +254,12 @@ def test_build_model_rejects_small_image(name):
         build_model(name, 399)
 
 
+@pytest.mark.parametrize("value", ["false", 0, None])
+def test_build_model_rejects_non_boolean_flag(value):
+    with pytest.raises(ModelConfigError, match=f"invalid fused_pooling {value!r}: expected true or false"):
+        build_model("jishnet", 400, fused_pooling=value)
+
+
 def test_build_model_rejects_non_integer_size():
     with pytest.raises(ModelConfigError, match=r"invalid image size 400.5"):
         build_model("jishnet", 400.5)

@@ -79,6 +79,9 @@ def test_config_rejects_unknown_section():
         ("data", "val_fraction", 1.0, "invalid validation fraction"),
         ("backend", "workers", 0, "invalid number of workers 0"),
         ("backend", "horovod_cycle_time_ms", 0, "invalid horovod_cycle_time_ms 0"),
+        ("model", "options", {"fused_first_blok": True}, "unknown option.*fused_first_blok"),
+        ("model", "options", {"fused_pooling": "false"}, "invalid fused_pooling 'false'"),
+        ("model", "options", {"channels": [8, 16]}, "invalid channels"),
         ("backend", "horovod_cycle_time_ms", "fast", "invalid horovod_cycle_time_ms 'fast'"),
     ],
 )

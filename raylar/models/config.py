@@ -73,3 +73,10 @@ def check_channels(channels) -> tuple[int, ...]:
                 f"each width must be an integer from 1 to {MAX_CHANNELS}"
             )
     return tuple(int(width) for width in channels)
+
+
+def check_flag(name: str, value) -> bool:
+    """Return an on/off option, or raise naming it when it is not a boolean (e.g. the text "false")."""
+    if not isinstance(value, bool):
+        raise ModelConfigError(f"invalid {name} {value!r}: expected true or false")
+    return value

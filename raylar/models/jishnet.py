@@ -9,6 +9,7 @@ from raylar.models.config import (
     POOL_WINDOWS,
     ModelConfigError,
     check_channels,
+    check_flag,
     image_shape,
     pooled_shapes,
 )
@@ -77,11 +78,11 @@ class JishNet(nn.Module):
         super().__init__()
         self.image_shape = image_shape(image_size)
         self.channels = check_channels(channels)
-        self.checkpointing = bool(checkpointing)
-        self.bf16_autocast = bool(bf16_autocast)
-        self.fused_pooling = bool(fused_pooling)
-        self.channels_last = bool(channels_last)
-        self.fused_first_block = bool(fused_first_block)
+        self.checkpointing = check_flag("checkpointing", checkpointing)
+        self.bf16_autocast = check_flag("bf16_autocast", bf16_autocast)
+        self.fused_pooling = check_flag("fused_pooling", fused_pooling)
+        self.channels_last = check_flag("channels_last", channels_last)
+        self.fused_first_block = check_flag("fused_first_block", fused_first_block)
 
         widths = (1, *self.channels)
         self.blocks = nn.ModuleList(

@@ -6,7 +6,7 @@ from torch import nn
 
 from raylar.log import get_logger
 from raylar.models import flops
-from raylar.models.config import ModelConfigError, image_shape
+from raylar.models.config import ModelConfigError, check_channels, check_flag, image_shape
 from raylar.models.jishnet import JishNet
 from raylar.models.scnet import SCNet
 
@@ -26,12 +26,11 @@ OPTIONS = {
 }
 
 
-def build_model(name: str, image_size, **options) -> nn.Module:
-    """Build ``jishnet`` or ``scnet`` for square images of ``image_size`` pixels a side.
+def check_options(name: str, options: dict) -> str:
+    """Check a model name and its options without building anything; return the lower-case name.
 
-    ``image_size`` may also be a (rows, cols) pair. Options are the model
-    class's keyword arguments (see :class:`JishNet` and :class:`SCNet`). The
-    parameter count, activation memory and forward FLOPs per event are logged.
+    Raises ``ModelConfigError`` for an unknown name or option, invalid
+    ``channels`` or an on/off option that is not a boolean.
     """
     key = name.lower() if isinstance(name, str) else name
     if key not in MODELS:
@@ -44,6 +43,22 @@ def build_model(name: str, image_size, **options) -> nn.Module:
             f"unknown option(s) {', '.join(unknown)} for model {key!r}: "
             f"it takes {', '.join(OPTIONS[key])}"
         )
+    for option, value in options.items():
+        if option == "channels":
+            check_channels(value)
+        else:
+            check_flag(option, value)
+    return key
+
+
+def build_model(name: str, image_size, **options) -> nn.Module:
+    """Build ``jishnet`` or ``scnet`` for square images of ``image_size`` pixels a side.
+
+    ``image_size`` may also be a (rows, cols) pair. Options are the model
+    class's keyword arguments (see :class:`JishNet` and :class:`SCNet`). The
+    parameter count, activation memory and forward FLOPs per event are logged.
+    """
+    key = check_options(name, options)
     model = MODELS[key](image_size, **options)
     description = describe_model(model, image_size)
     log.info(
@@ -116,10 +131,15 @@ def describe_model(model: nn.Module, image_size, active_sites: Sequence[int] | N
 def _format_memory(description: dict) -> str:
     if description["activation_bytes_per_event"] is None:
         return "activation memory proportional to the active sites"
-    text = f"{description['activation_bytes_per_event'] / 1e9:.2f} GB of activations"
+    text = f"{_bytes(description['activation_bytes_per_event'])} of activations"
     if "peak_training_bytes_per_event" in description:
-        text += f" ({description['peak_training_bytes_per_event'] / 1e9:.2f} GB peak in training)"
+        text += f" ({_bytes(description['peak_training_bytes_per_event'])} peak in training)"
     return text
+
+
+def _bytes(count: float) -> str:
+    """Format a byte count in GB, or in MB below 0.1 GB so small images do not read 0.00 GB."""
+    return f"{count / 1e9:.2f} GB" if count >= 1e8 else f"{count / 1e6:.1f} MB"
 
 
 def _format_flops(description: dict) -> str:

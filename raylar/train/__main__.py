@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{summary.get('status')}: val accuracy {summary.get('val_accuracy', float('nan')):.4f} "
         f"+- {summary.get('val_accuracy_err', float('nan')):.4f} on {summary.get('val_events')} events, "
-        f"{summary.get('epochs_finished')} epochs, {summary.get('elapsed_s', float('nan')):.1f} s; "
+        f"{summary.get('epochs_finished')} epoch(s), {summary.get('elapsed_s', float('nan')):.1f} s; "
         f"results in {config.run.output}"
     )
     return 0

@@ -185,6 +185,15 @@ class TrainConfig:
         data, run, opt, backend = self.data, self.run, self.optimizer, self.backend
         if self.model.name not in MODELS:
             raise ConfigError(f"unknown model {self.model.name!r}; expected one of {list(MODELS)}")
+        if not isinstance(self.model.options, dict):
+            raise ConfigError(f"invalid model options {self.model.options!r}: expected a mapping of option names to values")
+        from raylar.models.config import ModelConfigError
+        from raylar.models.registry import check_options
+
+        try:
+            check_options(self.model.name, self.model.options)
+        except ModelConfigError as error:
+            raise ConfigError(str(error)) from None
         if backend.name not in BACKENDS:
             raise ConfigError(f"unknown backend {backend.name!r}; expected one of {list(BACKENDS)}")
         if opt.name not in OPTIMIZERS:

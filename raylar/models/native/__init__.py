@@ -121,6 +121,7 @@ def load_first_block():
             int64, int64,
         ]
         _library = library
+        log.info("fused_first_block: loaded the compiled kernel %s", library._name)
         return _library
 
 
