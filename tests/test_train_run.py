@@ -23,7 +23,7 @@ from raylar.train.resources import ResourceRequestError
 # models, is out of reach on the simulated events. A 2-worker SCNet run on 2 400 training events
 # ended at 42 % on 600 held out, and 14 000 training events took SCNet to 46 % on 2 000. A finer
 # image, a wider network, log-scaled inputs, no weight decay, augmentation and a classifier of
-# hand-made summary figures did not pass 47 %. Gamma and electron were mixed, and so were muon,
+# hand-made summary figures did not pass 51 %. Gamma and electron were mixed, and so were muon,
 # pion and kaon (docs/training.md, "Accuracy on simulated events"). So the learning test trains
 # SCNet on 300 events, holds out 300 and asserts accuracy clearly above chance; JishNet, in its
 # fastest CPU layout, trains in the budget test.
