@@ -30,8 +30,8 @@ def start_ray(
         if running is not None:
             logger.warning(
                 "a Ray cluster started with `ray start` is running on this machine at %s, but "
-                "raylar starts a separate one-node cluster because the address is 'local'; "
-                "pass --address auto or set RAY_ADDRESS=auto to run on the running cluster",
+                "raylar starts a separate one-node cluster because the address is 'local'. "
+                "Pass --address auto or set RAY_ADDRESS=auto to run on the running cluster",
                 running,
             )
         init_options.update(num_cpus=num_cpus, object_store_memory=object_store_memory)
@@ -50,10 +50,10 @@ def start_ray(
 def running_cluster_address() -> str | None:
     """Return the address of a live cluster that `ray start` began on this machine, else None.
 
-    Ray records the last `ray start` in its temporary folder; the address
+    Ray records the last `ray start` in its temporary folder. The address
     counts only while a GCS server process still serves it.
     """
-    # NOTE: uses Ray's private helpers (ray 2.60); any error means "none found".
+    # NOTE: uses Ray's private helpers (ray 2.60), so any error there means "none found".
     try:
         from ray._private import services, utils
 

@@ -57,9 +57,9 @@ def test_kernel_matches_pytorch(shape, window):
 
 
 def test_kernel_breaks_ties_like_pytorch():
-    # Empty windows hold the bias at every pixel, and a lone hit at a window's
-    # corner gives two pixels with the same value: the first in row-major order
-    # takes the gradient in PyTorch, and must here too.
+    # Empty windows contain the bias at every pixel. A lone hit at a window's
+    # corner gives two pixels the same value, and PyTorch gives the gradient to
+    # the first in row-major order, so the kernel must do the same.
     images = torch.zeros(1, 1, 20, 20)
     images[0, 0, 7, 7] = 10.0
     images[0, 0, 2, 12] = 5.0
@@ -96,7 +96,7 @@ def test_kernel_threads_agree():
         torch.testing.assert_close(grad, other, atol=1e-3, rtol=1e-4)
 
 
-def test_jishnet_uses_kernel_only_where_it_applies():
+def test_jishnet_kernel_only_where_supported():
     model = build_model("jishnet", 400, channels=(4, 8, 8, 16), fused_first_block=True)
     images = sparse_images(1, 400, 400, seed=5)
 
@@ -123,7 +123,7 @@ def test_missing_compiler_falls_back_with_warning(tmp_path):
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    assert "could not build first_block.c" in result.stderr
+    assert "failed to build first_block.c" in result.stderr
     assert "no-such-compiler" in result.stderr
     assert "FirstBlockFunction" not in result.stdout
     assert list(tmp_path.iterdir()) == [] or not any(tmp_path.rglob("*.so"))

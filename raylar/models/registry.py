@@ -27,7 +27,7 @@ OPTIONS = {
 
 
 def check_options(name: str, options: dict) -> str:
-    """Check a model name and its options without building anything; return the lower-case name.
+    """Check a model name and its options without building anything, and return the lower-case name.
 
     Raises ``ModelConfigError`` for an unknown name or option, invalid
     ``channels`` or an on/off option that is not a boolean.

@@ -91,7 +91,7 @@ def _build(compiler: str) -> Path:
 
 
 def load_first_block():
-    """Return the compiled kernel library, building it once; ``None`` if that is impossible."""
+    """Return the compiled kernel library, building it on first use, or ``None`` if the build fails."""
     global _library, _load_error
     with _lock:
         if _library is not None or _load_error is not None:
@@ -100,11 +100,12 @@ def load_first_block():
         try:
             if compiler is None:
                 raise RuntimeError("no C compiler found (set CC or install gcc)")
-            library = ctypes.CDLL(str(_build(compiler)))
+            path = _build(compiler)
+            library = ctypes.CDLL(str(path))
         except (OSError, RuntimeError) as error:
             _load_error = str(error)
             log.warning(
-                "fused_first_block: could not build %s (%s); JishNet's first block runs "
+                "fused_first_block: failed to build %s (%s), so JishNet's first block runs "
                 "with PyTorch's operators instead",
                 SOURCE.name,
                 _load_error,
@@ -121,7 +122,7 @@ def load_first_block():
             int64, int64,
         ]
         _library = library
-        log.info("fused_first_block: loaded the compiled kernel %s", library._name)
+        log.info("fused_first_block: loaded the compiled kernel %s", path)
         return _library
 
 
