@@ -252,3 +252,14 @@ def test_horovod_cycle_time_choice(monkeypatch):
     monkeypatch.setenv("HOROVOD_CYCLE_TIME", "3")
     assert horovod_cycle_time(None, use_gpu=False) is None
     assert horovod_cycle_time(8, use_gpu=False) == 8.0
+
+
+def test_cpu_layout_fills_in_unset_jishnet_options():
+    config = TrainConfig.from_dict({"model": {"name": "jishnet", "options": {"channels_last": False}}})
+
+    assert config.model.options_for("cpu") == {
+        "fused_first_block": True, "fused_pooling": True, "channels_last": False,
+    }
+    assert config.model.options_for("cuda") == {"channels_last": False}
+    scnet = TrainConfig.from_dict({"model": {"name": "scnet", "options": {"channels": [4, 8, 8, 16]}}})
+    assert scnet.model.options_for("cpu") == {"channels": [4, 8, 8, 16]}

@@ -2,8 +2,9 @@
 
 The loop calls only these methods, so it reads the same for both backends:
 Horovod's ``DistributedOptimizer`` or DDP's gradient hooks average the
-gradients, and ``allreduce_mean``/``allreduce_sum``/``allgather_object``
-average the per-batch figures and gather the uniqueness audit.
+gradients, ``start_allreduce_mean`` averages the per-batch figures while the
+backward pass runs, and ``allreduce_sum``/``allgather_object`` sum the
+validation counts and gather the uniqueness audit.
 """
 
 import os
@@ -61,8 +62,10 @@ class HorovodCollective:
         optimizer = hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters())
         return model, optimizer
 
-    def allreduce_mean(self, values: torch.Tensor, name: str) -> torch.Tensor:
-        return self.hvd.allreduce(values, op=self.hvd.Average, name=name)
+    def start_allreduce_mean(self, values: torch.Tensor, name: str):
+        """Start averaging ``values`` across workers; the returned function waits for the result."""
+        handle = self.hvd.allreduce_async(values, op=self.hvd.Average, name=name)
+        return lambda: self.hvd.synchronize(handle)
 
     def allreduce_sum(self, values: torch.Tensor, name: str) -> torch.Tensor:
         return self.hvd.allreduce(values, op=self.hvd.Sum, name=name)
@@ -99,10 +102,16 @@ class TorchCollective:
         wrapped.input_kind = getattr(model, "input_kind", "dense")
         return wrapped, optimizer
 
-    def allreduce_mean(self, values: torch.Tensor, name: str) -> torch.Tensor:
+    def start_allreduce_mean(self, values: torch.Tensor, name: str):
+        """Start averaging ``values`` across workers; the returned function waits for the result."""
         values = values.clone()
-        self.dist.all_reduce(values, op=self.dist.ReduceOp.SUM)
-        return values / self.world_size
+        work = self.dist.all_reduce(values, op=self.dist.ReduceOp.SUM, async_op=True)
+
+        def finish() -> torch.Tensor:
+            work.wait()
+            return values / self.world_size
+
+        return finish
 
     def allreduce_sum(self, values: torch.Tensor, name: str) -> torch.Tensor:
         values = values.clone()

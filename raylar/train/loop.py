@@ -54,6 +54,8 @@ def train_loop_per_worker(config_dict: dict) -> None:
     attempt = record_attempt(run_dir, rank)
     torch.manual_seed(config.run.seed)
 
+    # Recorded in metrics.json with the rest of the configuration.
+    config.model.options = config.model.options_for(device.type)
     model = build_model(config.model.name, image_size(config.data.downsample), **config.model.options)
     model = model.to(device)
     input_kind = model.input_kind
@@ -113,6 +115,17 @@ def train_loop_per_worker(config_dict: dict) -> None:
             mark = time.perf_counter()
             logits = model(scale_inputs(batch.inputs, config.data.adc_scale))
             loss = F.cross_entropy(logits, labels)
+            local_loss = loss.item()
+            local_accuracy = (logits.argmax(dim=1) == labels).float().mean().item()
+            # The budget is near when the rest of this step, one more step, a validation and a
+            # checkpoint may not fit.
+            margin = estimate_stop_margin(window, last_validation_s, len(store.val), world_size, config)
+            budget_near = elapsed() - progress.session_start_s + margin >= config.run.budget_s
+            # Averaged while the backward pass runs: Horovod negotiates it in the same cycles
+            # as the gradients instead of in a cycle of its own after the step.
+            finish_averages = collective.start_allreduce_mean(
+                torch.tensor([local_loss, local_accuracy, float(budget_near)], dtype=torch.float64), name="batch"
+            )
             timing["forward_s"] = time.perf_counter() - mark
 
             mark = time.perf_counter()
@@ -128,15 +141,8 @@ def train_loop_per_worker(config_dict: dict) -> None:
             step_optimizer(optimizer)
             timing["optimizer_s"] = time.perf_counter() - mark
 
-            local_loss = loss.item()
-            local_accuracy = (logits.argmax(dim=1) == labels).float().mean().item()
-            # The budget is near when one more step, a validation and a checkpoint may not fit.
-            margin = estimate_stop_margin(window, last_validation_s, len(store.val), world_size, config)
-            budget_near = elapsed() - progress.session_start_s + margin >= config.run.budget_s
             mark = time.perf_counter()
-            averaged = collective.allreduce_mean(
-                torch.tensor([local_loss, local_accuracy, float(budget_near)], dtype=torch.float64), name="batch"
-            ).tolist()
+            averaged = finish_averages().tolist()
             timing["allreduce_s"] = gradient_sync_s + time.perf_counter() - mark
             global_loss, global_accuracy, stop_vote = averaged
 
@@ -367,7 +373,7 @@ def step_optimizer(optimizer) -> None:
 
 
 def estimate_stop_margin(window, last_validation_s, num_val_events, world_size, config) -> float:
-    """Estimate the seconds needed after this step for one more step, a validation and a checkpoint.
+    """Estimate the seconds needed after a forward pass to finish the step, run one more, validate and checkpoint.
 
     Before the first validation its time is estimated as the training forward
     time per event times the validation events per worker. A no-grad forward
@@ -380,4 +386,5 @@ def estimate_stop_margin(window, last_validation_s, num_val_events, world_size, 
         per_event = window.mean("forward_s") / max(config.run.batch_size, 1)
         last_validation_s = per_event * num_val_events / world_size
     checkpoint_s = 1.0
-    return step_s + last_validation_s + checkpoint_s
+    # the rest of this step and one more take at most two steps
+    return 2 * step_s + last_validation_s + checkpoint_s
