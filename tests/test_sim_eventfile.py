@@ -203,6 +203,15 @@ def test_eventfile_killed_writer_reads_committed_events(tmp_path, caplog):
     assert read_attrs(partial[0])["complete"] is False
     assert "was not closed by its writer" in caplog.text
 
+    # The next writer of the same name finishes its file, keeps the leftover and names it.
+    caplog.clear()
+    with EventFileWriter(tmp_path / "events.h5", {}) as writer:
+        writer.write(Event(0, 0, (400, 400), np.array([0], np.int32), np.array([0], np.int32),
+                           np.array([1.0], np.float32), {}))
+    assert count_events(tmp_path / "events.h5") == 1
+    assert glob.glob(str(tmp_path / ".events.h5.*.partial")) == partial
+    assert f"{partial[0]} (0.00 GB) was left by an earlier writer" in caplog.text
+
 
 def test_eventfile_truncated_file_rejected(tmp_path):
     rng = np.random.default_rng(12)

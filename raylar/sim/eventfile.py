@@ -105,6 +105,7 @@ class EventFileWriter:
 
     def __enter__(self) -> "EventFileWriter":
         folder = os.path.dirname(self.path)
+        _warn_about_leftovers(self.path)
         handle, self._temp_path = tempfile.mkstemp(
             prefix=f".{os.path.basename(self.path)}.", suffix=".partial", dir=folder
         )
@@ -240,6 +241,25 @@ class EventFileWriter:
             self._discard()
             raise
         log.info("wrote %d events (%d hits) to %s", self.num_events, self.num_hits, self.path)
+
+
+def _warn_about_leftovers(path: str) -> None:
+    """Log each unfinished temporary file an earlier, killed writer of ``path`` left behind.
+
+    They are kept, not removed: the events committed before the kill can still be read.
+    """
+    prefix = f".{os.path.basename(path)}."
+    folder = os.path.dirname(path)
+    for name in sorted(os.listdir(folder)):
+        if not (name.startswith(prefix) and name.endswith(".partial")):
+            continue
+        leftover = os.path.join(folder, name)
+        size_gb = os.path.getsize(leftover) / 1e9
+        log.warning(
+            "%s (%.2f GB) was left by an earlier writer of %s that was killed; it holds the events "
+            "committed before then and reads as an event file (--data), or delete it if not needed",
+            leftover, size_gb, path,
+        )
 
 
 def _open(path) -> h5py.File:
