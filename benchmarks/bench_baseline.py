@@ -28,7 +28,7 @@ from raylar.geometry import CLASS_NAMES
 from raylar.log import get_logger
 from raylar.sim import SimConfig
 from raylar.sim.cli import generate
-from raylar.sim.eventfile import count_events, read_events
+from raylar.sim.eventfile import EventFileError, count_events, read_events
 
 logger = get_logger("raylar.benchmarks.baseline")
 RESULTS = Path(__file__).parent / "results" / "bench_baseline.json"
@@ -152,9 +152,12 @@ def fit_and_score(figures, labels, num_val: int, seed: int) -> dict:
         "val_accuracy_err": float(np.sqrt(accuracy * (1 - accuracy) / num_val)),
         "train_accuracy": float(model.score(figures[num_val:], labels[num_val:])),
         "per_class_accuracy": dict(zip(CLASS_NAMES, per_class.tolist(), strict=True)),
+        # rows: true class, columns: predicted class, in the order of "classes"
         "confusion_percent": (100 * counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)).round(1).tolist(),
         "gamma_vs_electron_accuracy": float(pair.score(shower_figures[:shower_val], shower_labels[:shower_val])),
-        "gamma_vs_electron_top_figures": {FIGURE_NAMES[i]: float(importance.importances_mean[i]) for i in order},
+        # mean drop in γ-against-e± accuracy when the figure's values are shuffled among the events
+        "gamma_vs_electron_top_figures": {FIGURE_NAMES[i]: round(float(importance.importances_mean[i]), 4)
+                                          for i in order},
     }
 
 
@@ -169,11 +172,31 @@ def main(argv=None) -> int:
                         help="block sizes to sum pixels in, on top of the file's own downsampling (default 1,3,9)")
     parser.add_argument("--min-adc", type=float, default=30.0,
                         help="pixels below this many ADC counts (per full-size pixel) are ignored (default 30)")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, default=RESULTS,
+                        help=f"JSON file to write (default {RESULTS.relative_to(Path(__file__).parent.parent)})")
     args = parser.parse_args(argv)
-    factors = [int(text) for text in args.factors.split(",")]
-    if any(factor < 1 for factor in factors):
-        parser.error(f"--factors {args.factors!r}: every factor must be a positive integer")
+    try:
+        factors = [int(text) for text in args.factors.split(",")]
+    except ValueError:
+        factors = []
+    if not factors or any(factor < 1 for factor in factors):
+        parser.error(f"--factors {args.factors!r}: give positive integers separated by commas, such as 1,3,9")
+
+    if args.data is not None:
+        try:
+            total = count_events(args.data)
+            side = next(read_events(args.data, 0, 1)).shape[0]
+        except (EventFileError, StopIteration) as error:
+            parser.error(f"--data {args.data}: {error or 'the file holds no events'}")
+    else:
+        total, side = args.events, geometry.IMAGE_SIZE
+    if not 0 < args.val < total:
+        parser.error(f"--val {args.val} must be between 1 and {total - 1}: the data hold {total} events")
+    for factor in factors:
+        if side % factor:
+            divisors = ", ".join(str(d) for d in range(1, 10) if side % d == 0)
+            parser.error(f"--factors: {factor} does not divide the images' {side}-pixel side; "
+                         f"use divisors of {side}, such as {divisors}")
 
     with tempfile.TemporaryDirectory(prefix="raylar-baseline-") as scratch:
         path, simulate_s = args.data, None
@@ -182,19 +205,16 @@ def main(argv=None) -> int:
             started = time.perf_counter()
             generate(args.events, path, args.seed, SimConfig(downsample=1), workers=args.workers, progress=False)
             simulate_s = time.perf_counter() - started
-        total = count_events(path)
-        if not 0 < args.val < total:
-            parser.error(f"--val {args.val} must be between 1 and {total - 1}: {path} holds {total} events")
         runs = []
         for factor in factors:
             started = time.perf_counter()
-            figures, labels, side = event_figures(path, factor, args.min_adc)
+            figures, labels, image_side = event_figures(path, factor, args.min_adc)
             figures_s = time.perf_counter() - started
             started = time.perf_counter()
             scores = fit_and_score(figures, labels, args.val, args.seed)
-            runs.append({"factor": factor, "image_size": side, "figures_s": figures_s,
+            runs.append({"factor": factor, "image_size": image_side, "figures_s": figures_s,
                          "fit_s": time.perf_counter() - started, **scores})
-            logger.info("%d x %d: validation accuracy %.3f +- %.3f, gamma vs e %.3f", side, side,
+            logger.info("%d x %d: validation accuracy %.3f +- %.3f, gamma vs e %.3f", image_side, image_side,
                         scores["val_accuracy"], scores["val_accuracy_err"], scores["gamma_vs_electron_accuracy"])
 
     result = {
@@ -203,6 +223,10 @@ def main(argv=None) -> int:
         "command": "benchmarks/bench_baseline.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "data": args.data or f"{args.events} simulated events, seed {args.seed}, full size",
         "events": total,
+        "file_image_size": side,
+        "min_adc": args.min_adc,
+        "seed": args.seed,
+        "classes": list(CLASS_NAMES),
         "simulate_s": simulate_s,
         "figures": list(FIGURE_NAMES),
         "runs": runs,

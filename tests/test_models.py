@@ -302,3 +302,49 @@ def test_model_survives_pickle(name):
         model.state_dict().items(), restored.state_dict().values(), strict=True
     ):
         assert torch.equal(value, restored_value), key
+
+
+def blob_image(size, corner, seed=5):
+    """Return a (1, 1, size, size) image that is zero except for a random 60 x 60 blob at ``corner``."""
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.zeros(1, 1, size, size)
+    row, col = corner
+    image[0, 0, row:row + 60, col:col + 60] = torch.rand(60, 60, generator=generator) * 50
+    return image
+
+
+def test_jishnet_max_mean_head_unchanged_by_stride_shift():
+    # With zero biases a zero background stays zero, so shifting the blob by the whole pooling
+    # stride (400 pixels) shifts the last map by one cell and leaves its maxima and means alone.
+    torch.manual_seed(3)
+    pooled = build_model("jishnet", 1600, channels=SMALL_CHANNELS, head_pooling="max_mean")
+    flat = build_model("jishnet", 1600, channels=SMALL_CHANNELS)
+    for model in (pooled, flat):
+        for block in model.blocks:
+            torch.nn.init.zeros_(block.conv.bias)
+    original, shifted = blob_image(1600, (520, 540)), blob_image(1600, (920, 940))
+
+    with torch.no_grad():
+        torch.testing.assert_close(pooled(original), pooled(shifted), rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(flat(original), flat(shifted), rtol=1e-3, atol=1e-4)
+    assert pooled.head[0].in_features == 2 * SMALL_CHANNELS[-1]
+    assert flat.head[0].in_features == SMALL_CHANNELS[-1] * 4 * 4
+
+
+def test_head_pooling_recorded_and_costed():
+    pooled = build_model("jishnet", 800, channels=SMALL_CHANNELS, head_pooling="max_mean")
+    flat = build_model("jishnet", 800, channels=SMALL_CHANNELS)
+    pooled_info, flat_info = describe_model(pooled, 800), describe_model(flat, 800)
+
+    assert (pooled_info["head_pooling"], flat_info["head_pooling"]) == ("max_mean", "flatten")
+    # Only the first linear layer differs: 2 x 16 inputs against 16 x 2 x 2.
+    head_difference = 2 * (SMALL_CHANNELS[-1] * 4 - 2 * SMALL_CHANNELS[-1]) * 256
+    assert flat_info["forward_flops_per_event"] - pooled_info["forward_flops_per_event"] == head_difference
+    assert flat_info["parameters"] - pooled_info["parameters"] == head_difference // 2
+
+
+@pytest.mark.parametrize("name", ["jishnet", "scnet"])
+@pytest.mark.parametrize("value", ["max", "", None])
+def test_build_model_rejects_unknown_head_pooling(name, value):
+    with pytest.raises(ModelConfigError, match=f"invalid head_pooling {value!r}: expected one of flatten, max_mean"):
+        build_model(name, 400, head_pooling=value)

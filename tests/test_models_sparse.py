@@ -254,3 +254,21 @@ def test_scnet_rejects_dense_tensor():
     model = build_model("scnet", 400, channels=(4, 8, 8, 16))
     with pytest.raises(ModelConfigError, match="SparseBatch"):
         model(torch.zeros(1, 1, 400, 400))
+
+
+def test_scnet_max_mean_head_unchanged_by_stride_shift():
+    # Submanifold convolutions act only at the hits, so a blob moved by the whole pooling
+    # stride (400 pixels) gives the same maxima and means over positions.
+    torch.manual_seed(4)
+    pooled = build_model("scnet", 800, channels=(4, 8, 8, 16), head_pooling="max_mean")
+    flat = build_model("scnet", 800, channels=(4, 8, 8, 16))
+    dense, coords = random_sparse_image(1, 60, 60, 0.2, seed=4, positive=True)
+    features = features_at(dense, coords)
+
+    def at(offset):
+        moved = coords.clone()
+        moved[:, 1:] += offset
+        return SparseBatch(moved, features, (800, 800), 1)
+
+    torch.testing.assert_close(pooled(at(110)), pooled(at(510)), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(flat(at(110)), flat(at(510)), rtol=1e-3, atol=1e-4)

@@ -210,7 +210,8 @@ def test_eventfile_killed_writer_reads_committed_events(tmp_path, caplog):
                            np.array([1.0], np.float32), {}))
     assert count_events(tmp_path / "events.h5") == 1
     assert glob.glob(str(tmp_path / ".events.h5.*.partial")) == partial
-    assert f"{partial[0]} (0.00 GB) was left by an earlier writer" in caplog.text
+    size_mb = os.path.getsize(partial[0]) / 1e6
+    assert f"{partial[0]} ({size_mb:.1f} MB) was left by an earlier writer" in caplog.text
 
 
 def test_eventfile_truncated_file_rejected(tmp_path):
@@ -252,3 +253,8 @@ def test_eventfile_writer_flushes_while_streaming(tmp_path):
         assert eventfile.FLUSH_EVENTS == 256
         assert writer.num_events == 256
     assert count_events(path) == 300
+
+
+def test_eventfile_directory_rejected(tmp_path):
+    with pytest.raises(EventFileError, match=f"{tmp_path} is a directory; give the event file inside it"):
+        count_events(tmp_path)

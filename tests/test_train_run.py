@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+import yaml
 
 from raylar.train.backends import make_trainer, run_training
 from raylar.train.checkpoint import CheckpointNotFoundError
@@ -156,6 +157,8 @@ def test_budget_stops_then_resumes(ray_cluster, store, event_file, tmp_path):
     stopped = run_training(config, store=store)
 
     assert stopped["config"]["model"]["options"] == {"channels": SMALL_CHANNELS, **CPU_LAYOUT}
+    written = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert written["model"]["options"] == stopped["config"]["model"]["options"]
     assert stopped["status"] == "budget reached"
     assert stopped["ray_metrics"]["status"] == "budget reached"
     assert budget_s - 8 <= stopped["elapsed_s"] <= budget_s + 3

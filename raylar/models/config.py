@@ -12,6 +12,10 @@ DEFAULT_CHANNELS = (13, 26, 52, 104)
 MAX_CHANNELS = 1024
 # The smallest side that survives the pooling chain with one pixel left: 5*5*4*4.
 MIN_IMAGE_SIZE = 5 * 5 * 4 * 4
+# The head's input from the last block's map: the whole map flattened (the published
+# topology), or each channel's maximum and mean over positions, which do not depend on where
+# in the image the particle lies.
+HEAD_POOLINGS = ("flatten", "max_mean")
 
 
 class ModelConfigError(ValueError):
@@ -80,3 +84,18 @@ def check_flag(name: str, value) -> bool:
     if not isinstance(value, bool):
         raise ModelConfigError(f"invalid {name} {value!r}: expected true or false")
     return value
+
+
+def check_head_pooling(value) -> str:
+    """Return a head pooling name, or raise naming the bad value and the choices."""
+    if value not in HEAD_POOLINGS:
+        raise ModelConfigError(f"invalid head_pooling {value!r}: expected one of {', '.join(HEAD_POOLINGS)}")
+    return value
+
+
+def head_features(channels: Sequence[int], shape: tuple[int, int], head_pooling: str) -> int:
+    """Return the number of values the head's first linear layer reads."""
+    if head_pooling == "max_mean":
+        return 2 * channels[-1]
+    rows, cols = pooled_shapes(shape)[-1]
+    return channels[-1] * rows * cols

@@ -8,7 +8,14 @@ model. Sparse FLOPs come from the number of active sites entering each block.
 
 from dataclasses import asdict, dataclass
 
-from raylar.models.config import HIDDEN_UNITS, KERNEL_SIZE, NUM_CLASSES, POOL_WINDOWS, pooled_shapes
+from raylar.models.config import (
+    HIDDEN_UNITS,
+    KERNEL_SIZE,
+    NUM_CLASSES,
+    POOL_WINDOWS,
+    head_features,
+    pooled_shapes,
+)
 
 FLOAT32_BYTES = 4
 INDEX_BYTES = 8  # max pooling keeps int64 argmax indices
@@ -29,7 +36,7 @@ class LayerCost:
 
 
 def dense_layer_costs(
-    image_shape, channels, activation_bytes: int = FLOAT32_BYTES
+    image_shape, channels, activation_bytes: int = FLOAT32_BYTES, head_pooling: str = "flatten"
 ) -> list[LayerCost]:
     """Return the cost of every JishNet layer (convolution, ReLU, pooling, linear) for one event.
 
@@ -89,7 +96,7 @@ def dense_layer_costs(
         )
         in_channels = out_channels
 
-    features = in_channels * area_out
+    features = head_features(channels, image_shape, head_pooling)
     for index, (fan_in, fan_out) in enumerate(
         zip((features, *HIDDEN_UNITS), (*HIDDEN_UNITS, NUM_CLASSES), strict=True)
     ):
@@ -183,7 +190,9 @@ def sparse_flops_per_site(channels) -> list[int]:
     return [2 * kernel_area * widths[i] * widths[i + 1] for i in range(len(channels))]
 
 
-def sparse_forward_flops(channels, image_shape, active_sites, samples: int = 1) -> int:
+def sparse_forward_flops(
+    channels, image_shape, active_sites, samples: int = 1, head_pooling: str = "flatten"
+) -> int:
     """Return an upper bound on SCNet's forward FLOPs from the active sites entering each block.
 
     ``active_sites`` lists, per block, the active sites of ``samples`` events
@@ -198,8 +207,7 @@ def sparse_forward_flops(channels, image_shape, active_sites, samples: int = 1) 
         n * per_site
         for n, per_site in zip(active_sites, sparse_flops_per_site(channels), strict=True)
     )
-    rows, cols = pooled_shapes(image_shape)[-1]
-    widths = (channels[-1] * rows * cols, *HIDDEN_UNITS, NUM_CLASSES)
+    widths = (head_features(channels, image_shape, head_pooling), *HIDDEN_UNITS, NUM_CLASSES)
     flops += samples * sum(2 * widths[i] * widths[i + 1] for i in range(len(widths) - 1))
     return int(flops)
 

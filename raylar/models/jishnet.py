@@ -10,10 +10,11 @@ from raylar.models.config import (
     ModelConfigError,
     check_channels,
     check_flag,
+    check_head_pooling,
+    head_features,
     image_shape,
-    pooled_shapes,
 )
-from raylar.models.layers import DenseBlock, make_head
+from raylar.models.layers import DenseBlock, head_inputs, make_head
 
 # Blocks run under activation checkpointing when ``checkpointing=True``.
 CHECKPOINTED_BLOCKS = 2
@@ -61,6 +62,10 @@ class JishNet(nn.Module):
       (:mod:`raylar.models.native`). It never writes the full-size map, and
       its weight gradient reads only each window's maximum. Other devices,
       bfloat16 autocast and inputs that need a gradient use PyTorch's operators.
+
+    ``head_pooling`` is ``"flatten"`` (default: the head reads the whole last
+    map, as published) or ``"max_mean"`` (it reads each channel's maximum and
+    mean over positions, the same wherever the particle lies).
     """
 
     input_kind = "dense"
@@ -74,6 +79,7 @@ class JishNet(nn.Module):
         fused_pooling: bool = False,
         channels_last: bool = False,
         fused_first_block: bool = False,
+        head_pooling: str = "flatten",
     ):
         super().__init__()
         self.image_shape = image_shape(image_size)
@@ -83,6 +89,7 @@ class JishNet(nn.Module):
         self.fused_pooling = check_flag("fused_pooling", fused_pooling)
         self.channels_last = check_flag("channels_last", channels_last)
         self.fused_first_block = check_flag("fused_first_block", fused_first_block)
+        self.head_pooling = check_head_pooling(head_pooling)
 
         widths = (1, *self.channels)
         self.blocks = nn.ModuleList(
@@ -96,8 +103,7 @@ class JishNet(nn.Module):
             )
             for i, window in enumerate(POOL_WINDOWS)
         )
-        rows, cols = pooled_shapes(self.image_shape)[-1]
-        self.head = make_head(self.channels[-1] * rows * cols)
+        self.head = make_head(head_features(self.channels, self.image_shape, self.head_pooling))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         self._check_input(images)
@@ -115,7 +121,7 @@ class JishNet(nn.Module):
                 x = checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x)
-        return self.head(torch.flatten(x, 1))
+        return self.head(head_inputs(x, self.head_pooling))
 
     def _check_input(self, images: torch.Tensor) -> None:
         expected = (1, *self.image_shape)

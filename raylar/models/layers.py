@@ -8,6 +8,13 @@ from raylar.models import native
 from raylar.models.config import HIDDEN_UNITS, KERNEL_SIZE, NUM_CLASSES
 
 
+def head_inputs(feature_map: torch.Tensor, head_pooling: str) -> torch.Tensor:
+    """Turn the last block's (batch, channels, rows, cols) map into the head's input rows."""
+    if head_pooling == "max_mean":
+        return torch.cat([feature_map.amax(dim=(2, 3)), feature_map.mean(dim=(2, 3))], dim=1)
+    return torch.flatten(feature_map, 1)
+
+
 def make_head(in_features: int) -> nn.Sequential:
     """Build the fully connected head: 256 and 32 ReLU units, then the 5 class logits."""
     first, second = HIDDEN_UNITS

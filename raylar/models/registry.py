@@ -6,7 +6,13 @@ from torch import nn
 
 from raylar.log import get_logger
 from raylar.models import flops
-from raylar.models.config import ModelConfigError, check_channels, check_flag, image_shape
+from raylar.models.config import (
+    ModelConfigError,
+    check_channels,
+    check_flag,
+    check_head_pooling,
+    image_shape,
+)
 from raylar.models.jishnet import JishNet
 from raylar.models.scnet import SCNet
 
@@ -21,8 +27,9 @@ OPTIONS = {
         "fused_pooling",
         "channels_last",
         "fused_first_block",
+        "head_pooling",
     ),
-    "scnet": ("channels",),
+    "scnet": ("channels", "head_pooling"),
 }
 
 
@@ -46,6 +53,8 @@ def check_options(name: str, options: dict) -> str:
     for option, value in options.items():
         if option == "channels":
             check_channels(value)
+        elif option == "head_pooling":
+            check_head_pooling(value)
         else:
             check_flag(option, value)
     return key
@@ -87,10 +96,11 @@ def describe_model(model: nn.Module, image_size, active_sites: Sequence[int] | N
         "input_kind": model.input_kind,
         "image_shape": list(shape),
         "channels": list(model.channels),
+        "head_pooling": model.head_pooling,
         "parameters": int(parameters),
     }
     if model.input_kind == "dense":
-        costs = flops.dense_layer_costs(shape, model.channels)
+        costs = flops.dense_layer_costs(shape, model.channels, head_pooling=model.head_pooling)
         memory = flops.dense_memory(
             shape,
             model.channels,
@@ -123,7 +133,8 @@ def describe_model(model: nn.Module, image_size, active_sites: Sequence[int] | N
         description.update(
             active_sites=list(active_sites),
             activation_bytes_per_event=flops.sparse_activation_bytes(model.channels, active_sites),
-            forward_flops_per_event=flops.sparse_forward_flops(model.channels, shape, active_sites),
+            forward_flops_per_event=flops.sparse_forward_flops(model.channels, shape, active_sites,
+                                                               head_pooling=model.head_pooling),
         )
     return description
 

@@ -11,10 +11,11 @@ from raylar.models.config import (
     POOL_WINDOWS,
     ModelConfigError,
     check_channels,
+    check_head_pooling,
+    head_features,
     image_shape,
-    pooled_shapes,
 )
-from raylar.models.layers import make_head
+from raylar.models.layers import head_inputs, make_head
 from raylar.models.sparse_threads import SingleThreadGuard
 
 
@@ -36,7 +37,9 @@ class SCNet(nn.Module):
     follows the number of hits, not the image area. Sparse max pooling takes the
     maximum over the active sites of each window; after a ReLU every feature is
     non-negative, so this equals dense max pooling of the zero-filled map.
-    The last block's output is made dense (9 x 9 at 3600 x 3600) for the head.
+    The last block's output is made dense (9 x 9 at 3600 x 3600) for the head,
+    which reads it whole or, with ``head_pooling="max_mean"``, each channel's
+    maximum and mean over positions (see :class:`JishNet`).
     On CPU tensors spconv runs on one thread (see ``sparse_threads``).
 
     After each forward pass ``last_active_sites`` holds the number of active
@@ -46,10 +49,11 @@ class SCNet(nn.Module):
 
     input_kind = "sparse"
 
-    def __init__(self, image_size, channels=DEFAULT_CHANNELS):
+    def __init__(self, image_size, channels=DEFAULT_CHANNELS, head_pooling: str = "flatten"):
         super().__init__()
         self.image_shape = image_shape(image_size)
         self.channels = check_channels(channels)
+        self.head_pooling = check_head_pooling(head_pooling)
         self.last_active_sites: list[int] = []
         spconv = _spconv()
 
@@ -68,8 +72,7 @@ class SCNet(nn.Module):
             )
             for i, window in enumerate(POOL_WINDOWS)
         )
-        rows, cols = pooled_shapes(self.image_shape)[-1]
-        self.head = make_head(self.channels[-1] * rows * cols)
+        self.head = make_head(head_features(self.channels, self.image_shape, self.head_pooling))
 
     def forward(self, batch: SparseBatch) -> torch.Tensor:
         self._check_input(batch)
@@ -89,7 +92,7 @@ class SCNet(nn.Module):
                 x = block(x)
             dense = x.dense()
         self.last_active_sites = active_sites
-        return self.head(torch.flatten(guard.mark_output(dense), 1))
+        return self.head(head_inputs(guard.mark_output(dense), self.head_pooling))
 
     def _check_input(self, batch: SparseBatch) -> None:
         if not isinstance(batch, SparseBatch):

@@ -244,9 +244,9 @@ class EventFileWriter:
 
 
 def _warn_about_leftovers(path: str) -> None:
-    """Log each unfinished temporary file an earlier, killed writer of ``path`` left behind.
+    """Log each unfinished temporary file of ``path``: a killed writer's, or one still writing.
 
-    They are kept, not removed: the events committed before the kill can still be read.
+    They are kept, not removed: the events committed so far can still be read.
     """
     prefix = f".{os.path.basename(path)}."
     folder = os.path.dirname(path)
@@ -254,11 +254,12 @@ def _warn_about_leftovers(path: str) -> None:
         if not (name.startswith(prefix) and name.endswith(".partial")):
             continue
         leftover = os.path.join(folder, name)
-        size_gb = os.path.getsize(leftover) / 1e9
+        size_mb = os.path.getsize(leftover) / 1e6
         log.warning(
-            "%s (%.2f GB) was left by an earlier writer of %s that was killed; it holds the events "
-            "committed before then and reads as an event file (--data), or delete it if not needed",
-            leftover, size_gb, path,
+            "%s (%.1f MB) was left by an earlier writer of %s that was killed or is still running; "
+            "it holds the events committed so far and reads as an event file (--data), "
+            "or delete it if not needed",
+            leftover, size_mb, path,
         )
 
 
@@ -266,6 +267,8 @@ def _open(path) -> h5py.File:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise EventFileError(f"event file {path} not found")
+    if os.path.isdir(path):
+        raise EventFileError(f"{path} is a directory; give the event file inside it")
     try:
         f = h5py.File(path, "r")
     except OSError as error:

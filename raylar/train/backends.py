@@ -41,6 +41,8 @@ def make_trainer(config: TrainConfig | dict, store=None, run_name: str | None = 
                         cpus_per_worker=config.backend.cpus_per_worker)
     config.backend.use_gpu = plan.use_gpu
     config.backend.cpus_per_worker = plan.cpus_per_worker
+    # Written to config.yaml as the workers will build the model.
+    config.model.options = config.model.options_for("cuda" if plan.use_gpu else "cpu")
     check_resume(config)
 
     if store is None:
@@ -58,9 +60,9 @@ def make_trainer(config: TrainConfig | dict, store=None, run_name: str | None = 
         failure_config=FailureConfig(max_failures=config.backend.max_failures),
     )
     logger.info(
-        "backend %s, %d worker(s) x %g CPU%s, model %s, output %s",
+        "backend %s, %d worker(s) x %g CPU%s, model %s %s, output %s",
         config.backend.name, plan.num_workers, plan.cpus_per_worker, " + 1 GPU" if plan.use_gpu else "",
-        config.model.name, config.run.output,
+        config.model.name, config.model.options, config.run.output,
     )
     if config.backend.name == "horovod":
         from ray.train.horovod import HorovodTrainer
