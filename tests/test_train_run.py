@@ -159,6 +159,7 @@ def test_budget_stops_then_resumes(ray_cluster, store, event_file, tmp_path):
     assert stopped["config"]["model"]["options"] == {"channels": SMALL_CHANNELS, **CPU_LAYOUT}
     written = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert written["model"]["options"] == stopped["config"]["model"]["options"]
+    assert stopped["config"]["backend"]["horovod_cycle_time_ms"] == float(os.environ.get("HOROVOD_CYCLE_TIME") or 5)
     assert stopped["status"] == "budget reached"
     assert stopped["ray_metrics"]["status"] == "budget reached"
     assert budget_s - 8 <= stopped["elapsed_s"] <= budget_s + 3

@@ -174,11 +174,12 @@ def generate(
                 pool.join()
     elapsed = time.perf_counter() - started
     log.info(
-        "generated %d events in %.1f s (%.1f events/s, %d workers) into %s",
+        "generated %d events in %.1f s (%.1f events/s, %d worker%s) into %s",
         num_events,
         elapsed,
         num_events / elapsed,
         workers,
+        "" if workers == 1 else "s",
         out,
     )
     return out

@@ -50,6 +50,9 @@ def train_loop_per_worker(config_dict: dict) -> None:
         horovod_cycle_time(config.backend.horovod_cycle_time_ms, bool(config.backend.use_gpu)),
     )
     rank, world_size = collective.rank, collective.world_size
+    if config.backend.name == "horovod":
+        # the cycle time in effect, recorded in metrics.json
+        config.backend.horovod_cycle_time_ms = collective.cycle_time_ms
     device = select_device(config, collective)
     attempt = record_attempt(run_dir, rank)
     torch.manual_seed(config.run.seed)
