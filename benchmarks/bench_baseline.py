@@ -28,6 +28,7 @@ from raylar.geometry import CLASS_NAMES
 from raylar.log import get_logger
 from raylar.sim import SimConfig
 from raylar.sim.cli import generate
+from raylar.sim.detector import downsample_pixels
 from raylar.sim.eventfile import EventFileError, count_events, read_events
 
 logger = get_logger("raylar.benchmarks.baseline")
@@ -45,20 +46,10 @@ FIGURE_NAMES = (
 )
 
 
-def block_sum(rows, cols, values, factor: int):
-    """Sum pixels in factor x factor blocks; return (rows, cols, values)."""
-    if factor == 1:
-        return rows, cols, values.astype(np.float64)
-    stride = geometry.IMAGE_SIZE + 1
-    keys = (rows // factor).astype(np.int64) * stride + cols // factor
-    unique, inverse = np.unique(keys, return_inverse=True)
-    return unique // stride, unique % stride, np.bincount(inverse, weights=values)
-
-
 def summary_figures(rows, cols, values, wire_cm: float, tick_cm: float, min_value: float) -> list:
     """Return the figures of FIGURE_NAMES for one image given as pixel lists; zeros if it is empty."""
     keep = values >= min_value
-    z, x, q = rows[keep] * wire_cm, cols[keep] * tick_cm, values[keep]
+    z, x, q = rows[keep] * wire_cm, cols[keep] * tick_cm, values[keep].astype(np.float64)
     if q.size < 3:
         return [float(q.size)] + [0.0] * (len(FIGURE_NAMES) - 1)
     total = q.sum()
@@ -110,9 +101,9 @@ def event_figures(path: str, factor: int, min_adc: float) -> tuple[np.ndarray, n
     for event in read_events(path):
         file_factor = geometry.IMAGE_SIZE // event.shape[0]
         scale = file_factor * factor
-        rows, cols, values = block_sum(event.rows, event.cols, event.values, factor)
-        # A track crossing a block of scale x scale pixels leaves about scale times the charge of
-        # one pixel in it, so the hit threshold grows with the block side.
+        rows, cols, values = downsample_pixels(event.rows, event.cols, event.values, factor)
+        # A track crossing a block of scale x scale pixels leaves roughly scale times the charge
+        # of one of its pixels, so the hit threshold grows with the block side (an estimate).
         figures.append(summary_figures(rows, cols, values, geometry.WIRE_PITCH_CM * scale, TICK_CM * scale,
                                        min_adc * scale))
         labels.append(event.label)
@@ -152,10 +143,10 @@ def fit_and_score(figures, labels, num_val: int, seed: int) -> dict:
         "val_accuracy_err": float(np.sqrt(accuracy * (1 - accuracy) / num_val)),
         "train_accuracy": float(model.score(figures[num_val:], labels[num_val:])),
         "per_class_accuracy": dict(zip(CLASS_NAMES, per_class.tolist(), strict=True)),
-        # rows: true class, columns: predicted class, in the order of "classes"
+        # Rows are the true class and columns the predicted class, in the order of "classes".
         "confusion_percent": (100 * counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)).round(1).tolist(),
         "gamma_vs_electron_accuracy": float(pair.score(shower_figures[:shower_val], shower_labels[:shower_val])),
-        # mean drop in γ-against-e± accuracy when the figure's values are shuffled among the events
+        # Each value is the mean drop in γ-against-e± accuracy when that figure is shuffled among events.
         "gamma_vs_electron_top_figures": {FIGURE_NAMES[i]: round(float(importance.importances_mean[i]), 4)
                                           for i in order},
     }
@@ -181,6 +172,9 @@ def main(argv=None) -> int:
         factors = []
     if not factors or any(factor < 1 for factor in factors):
         parser.error(f"--factors {args.factors!r}: give positive integers separated by commas, such as 1,3,9")
+
+    if args.events < 2 or args.workers < 1:
+        parser.error(f"--events {args.events} and --workers {args.workers}: give at least 2 events and 1 worker")
 
     if args.data is not None:
         try:

@@ -336,7 +336,8 @@ def test_head_pooling_recorded_and_costed():
     flat = build_model("jishnet", 800, channels=SMALL_CHANNELS)
     pooled_info, flat_info = describe_model(pooled, 800), describe_model(flat, 800)
 
-    assert (pooled_info["head_pooling"], flat_info["head_pooling"]) == ("max_mean", "flatten")
+    assert pooled_info["head_pooling"] == "max_mean"
+    assert flat_info["head_pooling"] == "flatten"
     # Only the first linear layer differs: 2 x 16 inputs against 16 x 2 x 2.
     head_difference = 2 * (SMALL_CHANNELS[-1] * 4 - 2 * SMALL_CHANNELS[-1]) * 256
     assert flat_info["forward_flops_per_event"] - pooled_info["forward_flops_per_event"] == head_difference

@@ -32,8 +32,8 @@ NUM_EVENTS = 600
 VAL_FRACTION = 0.5
 DOWNSAMPLE = 9
 SMALL_CHANNELS = [8, 16, 32, 64]
-# Training on CPU workers builds JishNet in its fastest layout unless the options say
-# otherwise, so the budget test also runs the compiled first block and the channels-last
+# Training on CPU workers builds JishNet in its fastest layout unless the options set the
+# three flags, so the budget test also runs the compiled first block and the channels-last
 # weights through Horovod's broadcast, allreduce and checkpoints.
 CPU_LAYOUT = {"fused_first_block": True, "fused_pooling": True, "channels_last": True}
 

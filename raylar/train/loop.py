@@ -51,7 +51,7 @@ def train_loop_per_worker(config_dict: dict) -> None:
     )
     rank, world_size = collective.rank, collective.world_size
     if config.backend.name == "horovod":
-        # the cycle time in effect, recorded in metrics.json
+        # Record the cycle time in effect, so metrics.json shows it.
         config.backend.horovod_cycle_time_ms = collective.cycle_time_ms
     device = select_device(config, collective)
     attempt = record_attempt(run_dir, rank)
@@ -124,8 +124,8 @@ def train_loop_per_worker(config_dict: dict) -> None:
             # checkpoint may not fit.
             margin = estimate_stop_margin(window, last_validation_s, len(store.val), world_size, config)
             budget_near = elapsed() - progress.session_start_s + margin >= config.run.budget_s
-            # Averaged while the backward pass runs: Horovod negotiates it in the same cycles
-            # as the gradients instead of in a cycle of its own after the step.
+            # Start the average now, so Horovod negotiates it in the same cycles as the
+            # gradients rather than in a cycle of its own after the step.
             finish_averages = collective.start_allreduce_mean(
                 torch.tensor([local_loss, local_accuracy, float(budget_near)], dtype=torch.float64), name="batch"
             )
@@ -389,5 +389,5 @@ def estimate_stop_margin(window, last_validation_s, num_val_events, world_size, 
         per_event = window.mean("forward_s") / max(config.run.batch_size, 1)
         last_validation_s = per_event * num_val_events / world_size
     checkpoint_s = 1.0
-    # the rest of this step and one more take at most two steps
+    # The rest of this step and one more step take at most two steps.
     return 2 * step_s + last_validation_s + checkpoint_s
